@@ -1,0 +1,145 @@
+"""Model configuration as frozen, JSON-serialisable dataclasses.
+
+A model file stores ``ModelConfig.to_dict()`` in its metadata, so a network can be rebuilt from the
+file alone. Every field corresponds to something visible in an official checkpoint's key names or
+shapes, except the few constants the official code hard-codes (attention heads, T, spike levels),
+which keep their official defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BackboneVersion = Literal["sdtv2", "sdtv3"]
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Spiking MetaFormer backbone (SDT-V2 / Meta-SpikeFormer or SDT-V3 / E-SpikeFormer).
+
+    ``embed_dims`` follows the official argument: the four output maps have
+    ``embed_dims[0] // 2``, ``embed_dims[0]``, ``embed_dims[1]`` and ``embed_dims[3]`` channels at
+    strides 2, 4, 8 and 16; ``embed_dims[2]`` is the width of the stride-16 transformer stage.
+    """
+
+    version: BackboneVersion = "sdtv3"
+    embed_dims: tuple[int, int, int, int] = (64, 128, 256, 360)
+    stage3_depth: int = 6
+    stage4_depth: int = 2
+    num_heads: int = 8
+    mlp_ratio: int = 4
+    time_steps: int = 1
+    spike_levels: int | None = None
+
+    @property
+    def levels(self) -> int:
+        """D of the backbone neurons: 4 for SDT-V3 (Multispike_norm), 8 for SDT-V2 (Q_IFNode)."""
+        if self.spike_levels is not None:
+            return self.spike_levels
+        return 4 if self.version == "sdtv3" else 8
+
+    @property
+    def out_channels(self) -> tuple[int, int, int, int]:
+        """Channels of the four feature maps handed to the head (strides 2, 4, 8, 16)."""
+        d = self.embed_dims
+        return (d[0] // 2, d[0], d[1], d[3])
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """MaskFormer-style head: pixel decoder, transformer decoder and spike-driven mask embedding."""
+
+    num_classes: int = 150
+    channels: int = 256
+    num_queries: int = 100
+    encoder_layers: int = 6
+    encoder_ffn_channels: int = 1024
+    dcn_groups: int = 32
+    dcn_kernel_size: int = 3
+    dcn_dw_kernel_size: int = 5
+    decoder_layers: int = 6
+    decoder_ffn_channels: int = 2048
+    decoder_heads: int = 8
+    spike_levels: int = 8
+    mask_embed_scale: float = 4.0
+
+    @property
+    def num_levels(self) -> int:
+        """Memories the decoder attends to round-robin (strides 16, 8, 4); fixed by the architecture."""
+        return 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole Spike2Former network."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    class_names: tuple[str, ...] | None = None
+    test_size: int = 512
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        backbone = dict(data.get("backbone", {}))
+        if "embed_dims" in backbone:
+            backbone["embed_dims"] = tuple(backbone["embed_dims"])
+        names = data.get("class_names")
+        return cls(
+            backbone=_build(BackboneConfig, backbone),
+            head=_build(HeadConfig, dict(data.get("head", {}))),
+            class_names=tuple(names) if names is not None else None,
+            test_size=int(data.get("test_size", 512)),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _build(kind: type, values: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} fields: {', '.join(unknown)}")
+    return kind(**values)
+
+
+def validate(config: ModelConfig) -> None:
+    """Reject configurations the network cannot be built with, saying which field is wrong."""
+    b, h = config.backbone, config.head
+    if b.version not in ("sdtv2", "sdtv3"):
+        raise ValueError(f"backbone.version must be 'sdtv2' or 'sdtv3', got {b.version!r}")
+    if len(b.embed_dims) != 4 or any(d <= 0 for d in b.embed_dims) or b.embed_dims[0] % 2:
+        raise ValueError(f"backbone.embed_dims must be four positive ints, the first even: {b.embed_dims}")
+    for dim in b.embed_dims[2:]:
+        if dim % b.num_heads:
+            raise ValueError(f"backbone width {dim} is not divisible by {b.num_heads} heads")
+    if b.time_steps < 1 or b.levels < 1 or h.spike_levels < 1:
+        raise ValueError("time_steps and spike_levels must be at least 1")
+    if h.num_classes < 1 or h.num_queries < 1:
+        raise ValueError("head.num_classes and head.num_queries must be at least 1")
+    if h.channels % 2 or h.channels % h.decoder_heads:
+        raise ValueError(f"head.channels={h.channels} must be even and divisible by decoder_heads")
+    if h.channels % h.dcn_groups:
+        raise ValueError(f"head.channels={h.channels} is not divisible by dcn_groups={h.dcn_groups}")
+    if h.dcn_kernel_size % 2 == 0 or h.dcn_dw_kernel_size % 2 == 0:
+        raise ValueError("DCN kernel sizes must be odd")
+    if config.class_names is not None and len(config.class_names) != h.num_classes:
+        raise ValueError(
+            f"{len(config.class_names)} class names given for {h.num_classes} classes"
+        )

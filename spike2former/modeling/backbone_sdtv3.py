@@ -1,0 +1,57 @@
+"""SDT-V3 (E-SpikeFormer) blocks: separable-conv token mixer and (q k^T) v linear attention.
+
+Tensors are ``[N, C, H, W]`` with time steps folded into the batch.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .blocks import SepConvSpike, TokenMLP, conv_bn, merge_heads, split_heads
+from .neuron import SpikingNeuron
+
+
+class LinearAttentionV3(nn.Module):
+    """Spike-driven linear attention of SDT-V3: ``(q k^T) v * 2 (C/h)^-0.5``, no softmax.
+
+    The value path is ``value_ratio`` (4) times wider than q and k.
+    """
+
+    def __init__(self, dim: int, num_heads: int, levels: int, value_ratio: int = 4) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.head_spike = SpikingNeuron(levels)
+        self.q_conv = conv_bn(dim, dim)
+        self.q_spike = SpikingNeuron(levels)
+        self.k_conv = conv_bn(dim, dim)
+        self.k_spike = SpikingNeuron(levels)
+        self.v_conv = conv_bn(dim, dim * value_ratio)
+        self.v_spike = SpikingNeuron(levels)
+        self.attn_spike = SpikingNeuron(levels)
+        self.proj_conv = conv_bn(dim * value_ratio, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        s = self.head_spike(x)
+        q = split_heads(self.q_spike(self.q_conv(s)), self.num_heads)
+        k = split_heads(self.k_spike(self.k_conv(s)), self.num_heads)
+        v = split_heads(self.v_spike(self.v_conv(s)), self.num_heads)
+        out = ((q @ k.transpose(-2, -1)) @ v) * (self.scale * 2)
+        out = self.attn_spike(merge_heads(out, height, width))
+        return self.proj_conv(out)
+
+
+class MetaBlockV3(nn.Module):
+    """SDT-V3 transformer block: ``x + SepConv(x)``, ``x + Attn(x)``, ``x + MLP(x)``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, levels: int) -> None:
+        super().__init__()
+        self.conv = SepConvSpike(dim, levels, kernel_size=3)
+        self.attn = LinearAttentionV3(dim, num_heads, levels)
+        self.mlp = TokenMLP(dim, dim * mlp_ratio, levels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.conv(x)
+        x = x + self.attn(x)
+        return x + self.mlp(x.flatten(2)).view_as(x)

@@ -1,0 +1,74 @@
+"""The whole Spike2Former network: spiking backbone + MaskFormer-style spiking head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from .backbone import SpikingMetaFormer
+from .head import MaskFormerHead
+from .neuron import SpikingNeuron
+
+
+class Spike2Former(nn.Module):
+    """Normalised images ``[B, 3, H, W]`` -> mask classification.
+
+    ``forward`` returns a dict with ``class_logits [B, Q, K+1]`` and ``mask_logits [B, Q, H/2, W/2]``
+    of the last stage, plus ``aux``, a list with the same two entries for every earlier stage
+    (initial query first), when training or when ``return_aux=True``. The image is repeated over
+    ``config.backbone.time_steps`` real time steps and the head averages over them.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = SpikingMetaFormer(config.backbone)
+        self.decode_head = MaskFormerHead(config.backbone.out_channels, config.head)
+
+    @property
+    def time_steps(self) -> int:
+        return self.config.backbone.time_steps
+
+    def extract_features(self, images: Tensor) -> list[Tensor]:
+        """Backbone maps ``[T*B, C_i, H_i, W_i]`` for images ``[B, 3, H, W]``."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape [B, 3, H, W], got {list(images.shape)}")
+        x = images.repeat(self.time_steps, 1, 1, 1) if self.time_steps > 1 else images
+        return self.backbone(x)
+
+    def forward(self, images: Tensor, return_aux: bool = False) -> dict[str, object]:
+        all_stages = self.training or return_aux
+        class_logits, mask_logits = self.decode_head(
+            self.extract_features(images), self.time_steps, all_stages
+        )
+        out: dict[str, object] = {"class_logits": class_logits[-1], "mask_logits": mask_logits[-1]}
+        if all_stages:
+            out["aux"] = [
+                {"class_logits": c, "mask_logits": m}
+                for c, m in zip(class_logits[:-1], mask_logits[:-1])
+            ]
+        return out
+
+    def semantic_logits(self, images: Tensor) -> Tensor:
+        """Per-class scores ``[B, K, H, W]`` as the official predict path computes them.
+
+        Last stage; mask logits upsampled bilinearly to the input size; softmax over the K+1
+        classes with the no-object column dropped, times the mask sigmoid, summed over queries.
+        """
+        out = self(images)
+        return combine_masks(out["class_logits"], out["mask_logits"], images.shape[-2:])
+
+    def set_spiking(self, enabled: bool) -> None:
+        """Switch every neuron between integer spikes and its real-valued (clamped) counterpart."""
+        for module in self.modules():
+            if isinstance(module, SpikingNeuron):
+                module.quantize = enabled
+
+
+def combine_masks(class_logits: Tensor, mask_logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[B, Q, K+1]`` and ``[B, Q, h, w]`` -> semantic scores ``[B, K, *size]``."""
+    masks = F.interpolate(mask_logits, size=tuple(size), mode="bilinear", align_corners=False)
+    probs = F.softmax(class_logits, dim=-1)[..., :-1]
+    return torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid())
