@@ -1,0 +1,18 @@
+"""Spike2Former: spiking transformers for semantic segmentation, in pure PyTorch."""
+
+from .build import build_model
+from .config import BackboneConfig, HeadConfig, ModelConfig
+from .model_file import load_model, save_model
+from .modeling.spike2former import Spike2Former
+from .presets import PRESETS
+
+__all__ = [
+    "PRESETS",
+    "BackboneConfig",
+    "HeadConfig",
+    "ModelConfig",
+    "Spike2Former",
+    "build_model",
+    "load_model",
+    "save_model",
+]

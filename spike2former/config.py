@@ -68,7 +68,7 @@ class HeadConfig:
 
     @property
     def num_levels(self) -> int:
-        """Memories the decoder attends to round-robin (strides 16, 8, 4); fixed by the architecture."""
+        """Memories the decoder visits round-robin (strides 16, 8, 4); fixed by the design."""
         return 3
 
 
@@ -125,7 +125,9 @@ def validate(config: ModelConfig) -> None:
     if b.version not in ("sdtv2", "sdtv3"):
         raise ValueError(f"backbone.version must be 'sdtv2' or 'sdtv3', got {b.version!r}")
     if len(b.embed_dims) != 4 or any(d <= 0 for d in b.embed_dims) or b.embed_dims[0] % 2:
-        raise ValueError(f"backbone.embed_dims must be four positive ints, the first even: {b.embed_dims}")
+        raise ValueError(
+            f"backbone.embed_dims must be four positive ints, the first even: {b.embed_dims}"
+        )
     for dim in b.embed_dims[2:]:
         if dim % b.num_heads:
             raise ValueError(f"backbone width {dim} is not divisible by {b.num_heads} heads")
@@ -136,10 +138,10 @@ def validate(config: ModelConfig) -> None:
     if h.channels % 2 or h.channels % h.decoder_heads:
         raise ValueError(f"head.channels={h.channels} must be even and divisible by decoder_heads")
     if h.channels % h.dcn_groups:
-        raise ValueError(f"head.channels={h.channels} is not divisible by dcn_groups={h.dcn_groups}")
+        raise ValueError(
+            f"head.channels={h.channels} is not divisible by dcn_groups={h.dcn_groups}"
+        )
     if h.dcn_kernel_size % 2 == 0 or h.dcn_dw_kernel_size % 2 == 0:
         raise ValueError("DCN kernel sizes must be odd")
     if config.class_names is not None and len(config.class_names) != h.num_classes:
-        raise ValueError(
-            f"{len(config.class_names)} class names given for {h.num_classes} classes"
-        )
+        raise ValueError(f"{len(config.class_names)} class names given for {h.num_classes} classes")

@@ -37,7 +37,7 @@ def deformable_sample(
     in_h, in_w = height + 2 * pad, width + 2 * pad
     dtype, device = x.dtype, x.device
 
-    # Sampling locations normalised to [0, 1] over the padded map: pixel centre + kernel grid + offset.
+    # Sampling locations in [0, 1] over the padded map: pixel centre + kernel grid + offset.
     centre_x = torch.linspace(pad + 0.5, pad + 0.5 + width - 1, width, dtype=dtype, device=device)
     centre_y = torch.linspace(pad + 0.5, pad + 0.5 + height - 1, height, dtype=dtype, device=device)
     ref = torch.stack(
@@ -57,7 +57,9 @@ def deformable_sample(
     grids = (2 * locations - 1).view(n, height * width, groups, points, 2)
     grids = grids.transpose(1, 2).reshape(n * groups, height * width, points, 2)
     values = padded.reshape(n * groups, channels // groups, in_h, in_w)
-    samples = F.grid_sample(values, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
+    samples = F.grid_sample(
+        values, grids, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     weights = modulation.reshape(n, height * width, groups, points).transpose(1, 2)
     weights = weights.reshape(n * groups, 1, height * width, points)
     return (samples * weights).sum(-1).view(n, channels, height, width)

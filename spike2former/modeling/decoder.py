@@ -95,8 +95,10 @@ class DecoderLayer(nn.Module):
         self.cross_attn = PositionalAttention(c, heads, levels)
         self.ffn = QueryFFN(c, config.decoder_ffn_channels, levels)
 
-    def forward(self, query: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor) -> Tensor:
-        """``query [N, Q, C]``, ``memory [N, L, C]`` (level embedding included), positions broadcast."""
+    def forward(
+        self, query: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor
+    ) -> Tensor:
+        """``query [N, Q, C]``, ``memory [N, L, C]`` (level embedding added), positions."""
         query = query + self.cross_attn(query, memory, memory, query_pos, memory_pos)
         query = query + self.self_attn(query, query, query, query_pos, query_pos)
         return query + self.ffn(query)

@@ -1,4 +1,4 @@
-"""MaskFormer-style head: pixel decoder, spiking transformer decoder and spike-driven mask embedding.
+"""MaskFormer-style head: pixel decoder, spiking decoder and spike-driven mask embedding.
 
 Attribute names are the official ``decode_head`` names, so the head's state dict has the official
 key layout (the SME parameters sit directly on the head, as in the released checkpoints).
@@ -52,7 +52,7 @@ class MaskFormerHead(nn.Module):
         """The official initialisation for training from scratch."""
         pd = self.pixel_decoder
         convs = [pd.mask_feature, pd.encoder_in_proj[0], pd.encoder_out_proj[0]]
-        # The official loop stops one short: lateral/output convs of the stride-8 input keep defaults.
+        # The official loop stops one short: the stride-8 lateral/output convs keep defaults.
         for i in range(len(pd.lateral_convs) - 1):
             convs += [pd.lateral_convs[i][0], pd.output_convs[i][0]]
         for conv in convs:

@@ -3,14 +3,14 @@
 With ``Z`` the decoder query states, ``q(.)`` the D-level neuron and alpha its output multiplier:
 ``S = alpha * q(sigmoid(Z))``; class logits ``= Linear(S)``; mask embedding
 ``E = alpha * q(MLP(S) + w * BN(Conv1d_queries(alpha * q(sigmoid(Z)))))``, where the shortcut mixes
-the query axis; mask logits ``= E . mask_features``. Its parameters live on the head itself under the official
-names (``decode_head.cls_embed``, ``decode_head.mask_embed``, ``decode_head.shortcut_conv``, ...;
-see ``head.MaskFormerHead.embed_masks``); this file holds the mask MLP.
+the query axis; mask logits ``= E . mask_features``. Its parameters live on the head itself
+under the official names (``decode_head.cls_embed``, ``decode_head.mask_embed``,
+``decode_head.shortcut_conv``, ...; see ``head.MaskFormerHead.embed_masks``); this file holds the
+mask MLP.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .neuron import SpikingNeuron

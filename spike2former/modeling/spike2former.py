@@ -15,10 +15,11 @@ from .neuron import SpikingNeuron
 class Spike2Former(nn.Module):
     """Normalised images ``[B, 3, H, W]`` -> mask classification.
 
-    ``forward`` returns a dict with ``class_logits [B, Q, K+1]`` and ``mask_logits [B, Q, H/2, W/2]``
-    of the last stage, plus ``aux``, a list with the same two entries for every earlier stage
-    (initial query first), when training or when ``return_aux=True``. The image is repeated over
-    ``config.backbone.time_steps`` real time steps and the head averages over them.
+    ``forward`` returns a dict with ``class_logits [B, Q, K+1]`` and
+    ``mask_logits [B, Q, H/2, W/2]`` of the last stage, plus ``aux``, a list with the same two
+    entries for every earlier stage (initial query first), when training or when
+    ``return_aux=True``. The image is repeated over ``config.backbone.time_steps`` real time
+    steps and the head averages over them.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -47,7 +48,7 @@ class Spike2Former(nn.Module):
         if all_stages:
             out["aux"] = [
                 {"class_logits": c, "mask_logits": m}
-                for c, m in zip(class_logits[:-1], mask_logits[:-1])
+                for c, m in zip(class_logits[:-1], mask_logits[:-1], strict=True)
             ]
         return out
 

@@ -1,0 +1,40 @@
+"""The ``s2f`` Typer application: one sub-command per module in this package."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import typer
+
+from . import convert
+
+app = typer.Typer(
+    name="s2f",
+    help="Spike2Former spiking transformers for semantic segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.command("convert")(convert.convert)
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"s2f {version('s2f')}")
+        except PackageNotFoundError:
+            typer.echo("s2f (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Spike2Former spiking transformers for semantic segmentation."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,35 @@
+"""Where the CLI writes: results on stdout, progress and errors on stderr."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from spike2former.errors import S2FError
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    """Print ``message`` as one red line on stderr; return the exit to raise."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn library errors into one-line messages and exit code 1; Ctrl-C into exit code 130."""
+    try:
+        yield
+    except S2FError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None

@@ -1,0 +1,109 @@
+"""``s2f convert``: an official Spike2Former checkpoint -> an s2f model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from spike2former.config import ModelConfig
+from spike2former.convert import convert_checkpoint
+
+from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+
+
+def convert(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Official checkpoint: mmseg .pth (dict with 'state_dict' or a bare state dict) "
+            "or .safetensors with official key names.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Model file to write.",
+            show_default="SOURCE_STEM.s2f.safetensors",
+        ),
+    ] = None,
+    time_steps: Annotated[
+        int,
+        typer.Option(
+            "--time-steps",
+            "-T",
+            min=1,
+            help="Real time steps T the model was trained with "
+            "(4 for the official COCO-Stuff models; not stored in checkpoints).",
+        ),
+    ] = 1,
+    class_names: Annotated[
+        Path | None,
+        typer.Option("--class-names", help="Text file with one class name per line, to store."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output file.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the output path.")
+    ] = False,
+) -> None:
+    """Convert an official checkpoint; the architecture is read off its keys and shapes."""
+    if not source.is_file():
+        raise fail(f"{source}: no such file", EXIT_USAGE)
+    destination = output or source.with_name(source.name.split(".")[0] + ".s2f.safetensors")
+    if destination.resolve() == source.resolve():
+        raise fail(f"{destination}: the output would overwrite the source checkpoint", EXIT_USAGE)
+    if destination.exists() and not force:
+        raise fail(f"{destination}: already exists (use --force to overwrite)", EXIT_USAGE)
+    names = _read_class_names(class_names) if class_names else None
+    with reported_errors():
+        if not quiet:
+            with stderr.status(f"converting {source} ..."):
+                config = convert_checkpoint(source, destination, time_steps, names)
+            stderr.print(_summary(config))
+        else:
+            config = convert_checkpoint(source, destination, time_steps, names)
+    stdout.print(str(destination), highlight=False)
+
+
+def _read_class_names(path: Path) -> tuple[str, ...]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"{path}: cannot read class names ({exc})", EXIT_USAGE) from None
+    return tuple(line.strip() for line in lines if line.strip())
+
+
+def _summary(config: ModelConfig) -> Table:
+    b, h = config.backbone, config.head
+    table = Table(title="Inferred architecture", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        (
+            "backbone",
+            f"{b.version}, embed dims {list(b.embed_dims)}, depths {b.stage3_depth}+"
+            f"{b.stage4_depth}, T={b.time_steps}, D={b.levels}",
+        ),
+        ("classes", str(h.num_classes) + (" (names stored)" if config.class_names else "")),
+        ("head", f"{h.channels} channels, {h.num_queries} queries"),
+        (
+            "pixel decoder",
+            f"{h.encoder_layers} DCN layers (groups {h.dcn_groups}, kernel "
+            f"{h.dcn_kernel_size}, depthwise {h.dcn_dw_kernel_size}), FFN {h.encoder_ffn_channels}",
+        ),
+        (
+            "decoder",
+            f"{h.decoder_layers} layers, FFN {h.decoder_ffn_channels}, "
+            f"{h.decoder_heads} heads, D={h.spike_levels}",
+        ),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

@@ -1,0 +1,213 @@
+"""Official Spike2Former checkpoints -> s2f model files.
+
+The whole architecture is read off the key names and tensor shapes; the weights keep their
+official keys. ``.pth`` files are opened with ``torch.load(weights_only=True)``: objects of the
+training framework that surround the weights (mmengine message hubs, numpy scalars) are replaced by
+inert placeholders that run no code, and a file that references anything else is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import Tensor
+
+from .config import BackboneConfig, HeadConfig, ModelConfig
+from .errors import CheckpointError
+from .model_file import load_weights, save_model
+from .modeling.spike2former import Spike2Former
+
+# Modules whose objects may appear around the weights in an mmengine checkpoint (message hub,
+# meta data). They are never imported: each such global is mapped to ``_Inert``.
+_FRAMEWORK_MODULES = ("mmengine", "mmcv", "mmseg", "mmdet", "numpy")
+
+
+class _Inert:
+    """Placeholder for a framework object: accepts any construction and state, does nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """The weights of an official checkpoint (``.pth`` dict with ``state_dict``, a bare state
+    dict, or ``.safetensors`` with official key names), keys with any ``module.`` prefix removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.suffix == ".safetensors":
+        try:
+            state: object = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    else:
+        state = _load_pickled(path)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{path}: no state dict inside (expected a dict of tensors)")
+    tensors = {}
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"{path}: entry {key!r} is not a tensor; not a state dict")
+        tensors[str(key).removeprefix("module.")] = value
+    return tensors
+
+
+def _load_pickled(path: Path) -> object:
+    is_zip = zipfile.is_zipfile(path)
+    placeholders = []
+    if is_zip:
+        try:
+            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception as exc:  # noqa: BLE001 - any failure here means a damaged archive
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+        for name in needed:
+            if name.split(".")[0] not in _FRAMEWORK_MODULES:
+                raise _refusal(path, name)
+            placeholders.append((_Inert, name))
+    try:
+        with torch.serialization.safe_globals(placeholders):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        match = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if match:
+            raise _refusal(path, match.group(1)) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({_first_line(exc)})"
+        ) from None
+
+
+def _refusal(path: Path, name: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: refusing to load: unpickling it would call {name}, which could run arbitrary "
+        "code. If you trust the file, re-save only its weights with "
+        "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def infer_config(
+    state: dict[str, Tensor],
+    time_steps: int = 1,
+    class_names: tuple[str, ...] | None = None,
+    source: str = "checkpoint",
+) -> ModelConfig:
+    """Read the architecture of an official checkpoint off its keys and shapes.
+
+    Attention head counts, spike levels and the mask-embedding scale leave no trace in the
+    weights; they keep the official values (8 heads, D = 4 / 8, alpha = 4). ``time_steps`` (T) is
+    not stored either and must be given for the T = 4 COCO-Stuff models.
+    """
+
+    def shape(key: str) -> torch.Size:
+        if key not in state:
+            hint = ", ".join(sorted(state)[:3])
+            raise CheckpointError(
+                f"{source}: not a Spike2Former checkpoint: key {key!r} not found "
+                f"(the file has {len(state)} keys, e.g. {hint})"
+            )
+        return state[key].shape
+
+    def count(prefix: str) -> int:
+        pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
+        return len({m.group(1) for k in state if (m := pattern.match(k))})
+
+    if "backbone.block3.0.attn.q_conv.0.body.0.weight" in state:
+        version = "sdtv2"
+    elif "backbone.block3.0.attn.q_conv.0.weight" in state:
+        version = "sdtv3"
+    else:
+        shape("backbone.block3.0.attn.q_conv.0.weight")
+        raise AssertionError("unreachable")
+    half = shape("backbone.downsample1_1.encode_conv.weight")[0]
+    embed_dims = (
+        shape("backbone.downsample1_2.encode_conv.weight")[0],
+        shape("backbone.downsample2.encode_conv.weight")[0],
+        shape("backbone.downsample3.encode_conv.weight")[0],
+        shape("backbone.downsample4.encode_conv.weight")[0],
+    )
+    if half * 2 != embed_dims[0]:
+        raise CheckpointError(f"{source}: stem width {half} is not half of {embed_dims[0]}")
+    mlp_ratio = shape("backbone.ConvBlock1_1.0.conv1.weight")[0] // half
+    backbone = BackboneConfig(
+        version=version,
+        embed_dims=embed_dims,
+        stage3_depth=count("backbone.block3"),
+        stage4_depth=count("backbone.block4"),
+        mlp_ratio=mlp_ratio,
+        time_steps=time_steps,
+    )
+
+    queries, channels = shape("decode_head.query_feat.weight")
+    encoder = "decode_head.pixel_decoder.encoder.layers"
+    decoder = "decode_head.transformer_decoder.layers"
+    groups, kernel = _dcn_layout(shape(f"{encoder}.0.dcn.mask.0.weight")[0], channels, source)
+    head = HeadConfig(
+        num_classes=shape("decode_head.cls_embed.weight")[0] - 1,
+        channels=channels,
+        num_queries=queries,
+        encoder_layers=count(encoder),
+        encoder_ffn_channels=shape(f"{encoder}.0.ffn.fc1_conv.weight")[0],
+        dcn_groups=groups,
+        dcn_kernel_size=kernel,
+        dcn_dw_kernel_size=shape(f"{encoder}.0.dcn.dw_conv.0.weight")[-1],
+        decoder_layers=count(decoder),
+        decoder_ffn_channels=shape(f"{decoder}.0.ffn.fc1.weight")[0],
+    )
+    try:
+        return ModelConfig(backbone=backbone, head=head, class_names=class_names)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: inconsistent architecture ({exc})") from None
+
+
+def _dcn_layout(modulation_channels: int, channels: int, source: str) -> tuple[int, int]:
+    """Split the G*k*k modulation channels into (groups G, kernel size k).
+
+    Only the product is stored. Candidates are odd k with G dividing the channel count; the
+    official 3x3 kernel wins when it fits, otherwise the smallest kernel.
+    """
+    candidates = [
+        (modulation_channels // (k * k), k)
+        for k in range(1, int(modulation_channels**0.5) + 1, 2)
+        if modulation_channels % (k * k) == 0 and channels % (modulation_channels // (k * k)) == 0
+    ]
+    if not candidates:
+        raise CheckpointError(
+            f"{source}: DCN modulation has {modulation_channels} channels, which is not "
+            f"groups x k x k for any odd k and groups dividing {channels}"
+        )
+    for groups, kernel in candidates:
+        if kernel == 3:
+            return groups, kernel
+    return candidates[0]
+
+
+def convert_checkpoint(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    time_steps: int = 1,
+    class_names: tuple[str, ...] | None = None,
+) -> ModelConfig:
+    """Convert an official checkpoint into an s2f model file; returns the inferred configuration."""
+    state = read_state_dict(source)
+    config = infer_config(state, time_steps, class_names, source=str(source))
+    model = Spike2Former(config)
+    load_weights(model, state, str(source))
+    save_model(model, destination)
+    return config
