@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -77,17 +79,57 @@ def _load_pickled(path: Path) -> object:
                 raise _refusal(path, name)
             placeholders.append((_Inert, name))
     try:
-        with torch.serialization.safe_globals(placeholders):
+        with torch.serialization.safe_globals(placeholders), warnings.catch_warnings():
+            # Raised for pickles not written by torch.save (protocol > 2); the error says enough.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         match = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if match:
-            raise _refusal(path, match.group(1)) from None
+        name = match.group(1) if match else None
+        if name is None and not is_zip:
+            name = _first_unsafe_global(path)
+        if name:
+            raise _refusal(path, name) from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({_first_line(exc)})"
         ) from None
+    except Exception as exc:  # noqa: BLE001 - the weights-only unpickler fails on junk in many ways
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+
+
+def _first_unsafe_global(path: Path) -> str | None:
+    """The first global outside torch's weights-only allowlist and the framework modules that the
+    pickles at the start of ``path`` reference. torch's own error names it only for pickle
+    protocols below 4: it stops at the first opcode it does not know."""
+    allowed = set(torch._weights_only_unpickler._get_allowed_globals())
+    with open(path, "rb") as file:
+        try:
+            while True:  # a legacy torch file is several pickles in a row
+                memo: dict[object, object] = {}
+                strings: list[str] = []  # every string pushed so far, memo fetches included
+                pushed: object = None  # what the previous opcode pushed
+                for op, arg, _ in pickletools.genops(file):
+                    name = None
+                    if op.name == "GLOBAL":
+                        name = str(arg).replace(" ", ".")
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        name = f"{strings[-2]}.{strings[-1]}"
+                    if (
+                        name
+                        and name not in allowed
+                        and name.split(".")[0] not in _FRAMEWORK_MODULES
+                    ):
+                        return name
+                    if op.name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+                        memo[len(memo) if arg is None else arg] = pushed
+                        continue
+                    pushed = memo.get(arg) if op.name in ("GET", "BINGET", "LONG_BINGET") else arg
+                    if isinstance(pushed, str):
+                        strings.append(pushed)
+        except Exception:  # noqa: BLE001 - the end of the pickles, or no pickle at all
+            return None
 
 
 def _refusal(path: Path, name: str) -> CheckpointError:
@@ -99,7 +141,10 @@ def _refusal(path: Path, name: str) -> CheckpointError:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    # torch's weights-only failures open with advice to retry with weights_only=False; the
+    # actual cause follows this marker.
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def infer_config(

@@ -65,20 +65,27 @@ class MaskFormerHead(nn.Module):
         nn.init.trunc_normal_(self.cls_embed.weight, std=0.02)
         nn.init.zeros_(self.cls_embed.bias)
 
-    def decode_queries(self, memories: list[Tensor]) -> Tensor:
-        """Memories ``[s16, s8, s4]`` (``[N, C, h, w]``) -> query states ``[L+1, N, Q, C]``."""
-        n = memories[0].shape[0]
-        dtype, device = memories[0].dtype, memories[0].device
+    def decoder_inputs(self, memories: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Memories ``[N, C, h, w]`` -> keys ``[N, h*w, C]`` (level embedding added) and their
+        sine position encodings ``[h*w, C]``, one per level."""
         keys, positions = [], []
         for i, memory in enumerate(memories):
             height, width = memory.shape[-2:]
             keys.append(memory.flatten(2).transpose(1, 2) + self.level_embed.weight[i])
             positions.append(
                 sine_position_encoding(
-                    height, width, memory.shape[1] // 2, dtype=dtype, device=device
+                    height, width, memory.shape[1] // 2, dtype=memory.dtype, device=memory.device
                 )
             )
-        query = self.query_feat.weight.unsqueeze(0).expand(n, -1, -1)
+        return keys, positions
+
+    def decode_queries(self, memories: list[Tensor]) -> Tensor:
+        """Memories ``[s16, s8, s4]`` (``[N, C, h, w]``) -> query states ``[L+1, N, Q, C]``.
+
+        Layer i attends to memory level ``i mod 3``.
+        """
+        keys, positions = self.decoder_inputs(memories)
+        query = self.query_feat.weight.unsqueeze(0).expand(memories[0].shape[0], -1, -1)
         query_pos = self.query_embed.weight
         states = [query]
         for i, layer in enumerate(self.transformer_decoder.layers):

@@ -30,7 +30,10 @@ class _NormalizedIntegerSpike(torch.autograd.Function):
 
 def spike(x: Tensor, levels: int) -> Tensor:
     """Quantise ``x`` to the normalised integer spike count ``k / levels``."""
-    return _NormalizedIntegerSpike.apply(x, levels)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _NormalizedIntegerSpike.apply(x, levels)
+    # Inference: the same arithmetic in place on one fresh buffer (no autograd bookkeeping).
+    return torch.clamp(x, 0, levels).round_().div_(levels)
 
 
 class SpikingNeuron(nn.Module):

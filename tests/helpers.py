@@ -1,0 +1,267 @@
+"""Builders shared by the library and CLI tests: small configurations, official-style checkpoints
+(random weights, official key names) and the damaged or hostile files the converter must refuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from spike2former import BackboneConfig, HeadConfig, ModelConfig, Spike2Former, build_model
+
+# One small network; the grids in the tests override single fields of it.
+SMALL_BACKBONE = BackboneConfig(
+    version="sdtv3", embed_dims=(8, 16, 32, 40), stage3_depth=1, stage4_depth=1, mlp_ratio=2
+)
+SMALL_HEAD = HeadConfig(
+    num_classes=5,
+    channels=32,
+    num_queries=4,
+    encoder_layers=1,
+    encoder_ffn_channels=24,
+    dcn_groups=4,
+    dcn_dw_kernel_size=3,
+    decoder_layers=1,
+    decoder_ffn_channels=40,
+)
+
+# How an official checkpoint may be stored: safetensors, a bare pickled state dict, or the
+# mmengine layout (a dict with ``state_dict`` and ``meta``).
+CHECKPOINT_FORMATS = ("safetensors", "pth-bare", "pth-wrapped")
+
+
+def small_config(
+    backbone: dict[str, object] | None = None,
+    head: dict[str, object] | None = None,
+    **model: object,
+) -> ModelConfig:
+    """``SMALL_BACKBONE`` / ``SMALL_HEAD`` with the given fields replaced."""
+    return ModelConfig(
+        backbone=dataclasses.replace(SMALL_BACKBONE, **(backbone or {})),
+        head=dataclasses.replace(SMALL_HEAD, **(head or {})),
+        **model,
+    )
+
+
+def randomize_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Give every floating parameter and buffer random values, large enough for spikes to fire
+    everywhere (freshly initialised networks output all-zero masks, which would compare equal
+    whatever the weights)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in model.state_dict().items():
+        if not value.is_floating_point():
+            state[key] = value
+            continue
+        if key.endswith("running_var"):
+            new = torch.rand(value.shape, generator=gen) + 0.5
+        elif value.dim() >= 2:
+            new = torch.randn(value.shape, generator=gen) * (2.0 / math.sqrt(value[0].numel()))
+        elif key.endswith("weight"):
+            new = torch.rand(value.shape, generator=gen) + 0.5
+        else:
+            new = torch.randn(value.shape, generator=gen) * 0.5
+        state[key] = new.to(value.dtype)
+    model.load_state_dict(state)
+    return model
+
+
+def make_model(config: ModelConfig, seed: int = 0) -> Spike2Former:
+    """A float32 network with random weights, in evaluation mode."""
+    return randomize_(build_model(config), seed).eval()
+
+
+def official_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    """What an official checkpoint holds: the state dict, contiguous, on the CPU."""
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(state: dict[str, Tensor], path: Path, fmt: str) -> Path:
+    """Write ``state`` the way official checkpoints are distributed (see ``CHECKPOINT_FORMATS``)."""
+    if fmt == "safetensors":
+        save_file(state, str(path))
+    elif fmt == "pth-bare":
+        torch.save(state, path)
+    elif fmt == "pth-wrapped":
+        meta = {"epoch": 3, "iter": 160000, "env_info": "sys.platform: linux", "seed": 0}
+        torch.save({"state_dict": state, "meta": meta}, path)
+    else:
+        raise ValueError(fmt)
+    return path
+
+
+def write_official_checkpoint(
+    path: Path, config: ModelConfig | None = None, fmt: str = "pth-wrapped", seed: int = 0
+) -> Path:
+    """An official-style checkpoint of a small random network at ``path``."""
+    model = make_model(config or small_config(), seed)
+    return save_checkpoint(official_state(model), path, fmt)
+
+
+def run_model(model: Spike2Former, images: Tensor) -> dict[str, object]:
+    """All stages' outputs of ``model`` in float64 (on a copy; ``model`` is left alone)."""
+    net = build_model(model.config).double().eval()
+    net.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        return net(images.double(), return_aux=True)
+
+
+def test_images(seed: int = 0) -> Tensor:
+    """A small float64 batch [1, 3, 64, 96] (not divisible into a square: catches H/W swaps)."""
+    return torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(seed)).double()
+
+
+test_images.__test__ = False  # type: ignore[attr-defined]
+
+
+def assert_same_outputs(expected: dict[str, object], actual: dict[str, object]) -> None:
+    """Bit-identical class and mask logits at every decoder stage."""
+    assert len(expected["aux"]) == len(actual["aux"])  # type: ignore[arg-type]
+    stages = [*expected["aux"], expected]  # type: ignore[misc]
+    others = [*actual["aux"], actual]  # type: ignore[misc]
+    for i, (want, got) in enumerate(zip(stages, others, strict=True)):
+        for key in ("class_logits", "mask_logits"):
+            assert got[key].shape == want[key].shape, (i, key)
+            assert torch.equal(got[key], want[key]), f"stage {i} {key} differs"
+
+
+# --- hostile and damaged inputs ---------------------------------------------------------------
+
+
+class RunsCommand:
+    """Unpickling this object runs a shell command (``os.system``)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (self.command,))
+
+
+# torch.save (zip and legacy layouts, default pickle protocol 2 and protocol 4) and plain pickles
+MALICIOUS_FORMATS = (
+    "torch-zip",
+    "torch-legacy",
+    "torch-legacy-protocol-4",
+    "raw-pickle-0",
+    "raw-pickle-default",
+    "raw-pickle-5",
+)
+
+
+def write_malicious(path: Path, fmt: str, marker: Path) -> Path:
+    """A .pth that would create ``marker`` if unpickled with ``weights_only=False``."""
+    payload = RunsCommand(f"touch {marker}")
+    checkpoint = {"state_dict": {"backbone.w": torch.zeros(1)}, "meta": payload}
+    if fmt == "torch-zip":
+        torch.save(checkpoint, path)
+    elif fmt == "torch-legacy":
+        torch.save(checkpoint, path, _use_new_zipfile_serialization=False)
+    elif fmt == "torch-legacy-protocol-4":
+        torch.save(checkpoint, path, pickle_protocol=4, _use_new_zipfile_serialization=False)
+    elif fmt == "raw-pickle-default":
+        path.write_bytes(pickle.dumps(payload))
+    elif fmt.startswith("raw-pickle-"):
+        path.write_bytes(pickle.dumps(payload, protocol=int(fmt.rsplit("-", 1)[1])))
+    else:
+        raise ValueError(fmt)
+    return path
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _edit_state(edit: Callable[[dict[str, Tensor]], None]) -> Callable[[Path], Path]:
+    def make(directory: Path) -> Path:
+        state = official_state(make_model(small_config()))
+        edit(state)
+        return save_checkpoint(state, directory / "edited.pth", "pth-wrapped")
+
+    return make
+
+
+MISSING_KEY = "decode_head.pixel_decoder.encoder.layers.0.dcn.input_proj.pwconv1.1.running_mean"
+EXTRA_KEY = "decode_head.extra_head.weight"
+RESHAPED_KEY = "decode_head.transformer_decoder.layers.0.ffn.fc2.weight"
+
+
+def _remove_key(state: dict[str, Tensor]) -> None:
+    del state[MISSING_KEY]
+
+
+def _add_key(state: dict[str, Tensor]) -> None:
+    state[EXTRA_KEY] = torch.zeros(3, 3)
+
+
+def _reshape_key(state: dict[str, Tensor]) -> None:
+    state[RESHAPED_KEY] = state[RESHAPED_KEY].reshape(-1)
+
+
+def _missing(directory: Path) -> Path:
+    return directory / "missing.pth"
+
+
+def _text(directory: Path) -> Path:
+    path = directory / "notes.pth"
+    path.write_text("this is not a checkpoint\n")
+    return path
+
+
+def _truncated_pth(directory: Path) -> Path:
+    path = write_official_checkpoint(directory / "truncated.pth")
+    assert zipfile.is_zipfile(path)
+    _truncate(path)
+    return path
+
+
+def _truncated_safetensors(directory: Path) -> Path:
+    path = write_official_checkpoint(directory / "truncated.safetensors", fmt="safetensors")
+    _truncate(path)
+    return path
+
+
+def _other_model(directory: Path) -> Path:
+    state = {
+        "conv1.weight": torch.zeros(64, 3, 7, 7),
+        "bn1.weight": torch.ones(64),
+        "fc.weight": torch.zeros(1000, 512),
+    }
+    return save_checkpoint(state, directory / "resnet.pth", "pth-bare")
+
+
+def _empty_dict(directory: Path) -> Path:
+    path = directory / "empty.pth"
+    torch.save({}, path)
+    return path
+
+
+def _not_tensors(directory: Path) -> Path:
+    path = directory / "scalars.pth"
+    torch.save({"state_dict": {"backbone.x": 1.5}}, path)
+    return path
+
+
+# name -> (builder(directory) -> path, fragments the error message must contain; the path of
+# the file is always required as well)
+BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
+    "missing-file": (_missing, ("no such file",)),
+    "text-file": (_text, ("not a PyTorch checkpoint",)),
+    "truncated-pth": (_truncated_pth, ("truncated or corrupt",)),
+    "truncated-safetensors": (_truncated_safetensors, ("not a readable safetensors file",)),
+    "other-model": (_other_model, ("not a Spike2Former checkpoint",)),
+    "empty-dict": (_empty_dict, ("no state dict",)),
+    "not-tensors": (_not_tensors, ("'backbone.x' is not a tensor",)),
+    "missing-key": (_edit_state(_remove_key), ("missing keys", MISSING_KEY)),
+    "unexpected-key": (_edit_state(_add_key), ("unexpected keys", EXTRA_KEY)),
+    "reshaped-tensor": (_edit_state(_reshape_key), ("shape mismatches", RESHAPED_KEY)),
+}
