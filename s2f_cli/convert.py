@@ -56,7 +56,7 @@ def convert(
     """Convert an official checkpoint; the architecture is read off its keys and shapes."""
     if not source.is_file():
         raise fail(f"{source}: no such file", EXIT_USAGE)
-    destination = output or source.with_name(source.name.split(".")[0] + ".s2f.safetensors")
+    destination = output or source.with_name(source.stem + ".s2f.safetensors")
     if destination.resolve() == source.resolve():
         raise fail(f"{destination}: the output would overwrite the source checkpoint", EXIT_USAGE)
     if destination.exists() and not force:

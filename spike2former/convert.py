@@ -100,10 +100,9 @@ def _load_pickled(path: Path) -> object:
 
 
 def _first_unsafe_global(path: Path) -> str | None:
-    """The first global outside torch's weights-only allowlist and the framework modules that the
-    pickles at the start of ``path`` reference. torch's own error names it only for pickle
-    protocols below 4: it stops at the first opcode it does not know."""
-    allowed = set(torch._weights_only_unpickler._get_allowed_globals())
+    """The first global other than torch's own, ``OrderedDict`` and the framework modules that
+    the pickles in ``path`` reference, to name in the refusal. torch's own error names it only for
+    pickle protocols below 4: it stops at the first opcode it does not know."""
     with open(path, "rb") as file:
         try:
             while True:  # a legacy torch file is several pickles in a row
@@ -116,11 +115,7 @@ def _first_unsafe_global(path: Path) -> str | None:
                         name = str(arg).replace(" ", ".")
                     elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
                         name = f"{strings[-2]}.{strings[-1]}"
-                    if (
-                        name
-                        and name not in allowed
-                        and name.split(".")[0] not in _FRAMEWORK_MODULES
-                    ):
+                    if name and not _is_weights_global(name):
                         return name
                     if op.name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
                         memo[len(memo) if arg is None else arg] = pushed
@@ -130,6 +125,12 @@ def _first_unsafe_global(path: Path) -> str | None:
                         strings.append(pushed)
         except Exception:  # noqa: BLE001 - the end of the pickles, or no pickle at all
             return None
+
+
+def _is_weights_global(name: str) -> bool:
+    """Globals a state dict legitimately references (tensor rebuilding) or that get placeholders."""
+    module = name.split(".")[0]
+    return module == "torch" or name == "collections.OrderedDict" or module in _FRAMEWORK_MODULES
 
 
 def _refusal(path: Path, name: str) -> CheckpointError:

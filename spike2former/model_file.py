@@ -39,12 +39,17 @@ def save_model(model: Spike2Former, path: str | os.PathLike[str]) -> Path:
 def write_atomically(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` and rename the result to ``path``; no partial file on failure."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise CheckpointError(f"{target}: cannot write the file ({exc})") from None
     os.close(fd)
     try:
         write(tmp)
         os.replace(tmp, target)
+    except OSError as exc:
+        raise CheckpointError(f"{target}: cannot write the file ({exc})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -114,12 +114,9 @@ def run_model(model: Spike2Former, images: Tensor) -> dict[str, object]:
         return net(images.double(), return_aux=True)
 
 
-def test_images(seed: int = 0) -> Tensor:
-    """A small float64 batch [1, 3, 64, 96] (not divisible into a square: catches H/W swaps)."""
+def sample_images(seed: int = 0) -> Tensor:
+    """A small float64 batch [1, 3, 64, 96] (not square, so that an H/W swap shows)."""
     return torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(seed)).double()
-
-
-test_images.__test__ = False  # type: ignore[attr-defined]
 
 
 def assert_same_outputs(expected: dict[str, object], actual: dict[str, object]) -> None:
