@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from spike2former.model_file import read_model_config
