@@ -16,6 +16,8 @@ from .neuron import SpikingNeuron
 class SepConvV2(nn.Module):
     """SDT-V2 separable convolution: no BN and no neuron between the depthwise and last 1x1 conv."""
 
+    conv_bn_pairs = (("pwconv1", "bn1"), ("pwconv2", "bn2"))
+
     def __init__(self, dim: int, levels: int, kernel_size: int = 7, expansion: int = 2) -> None:
         super().__init__()
         hidden = dim * expansion

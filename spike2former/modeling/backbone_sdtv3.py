@@ -14,7 +14,9 @@ from .neuron import SpikingNeuron
 class LinearAttentionV3(nn.Module):
     """Spike-driven linear attention of SDT-V3: ``(q k^T) v * 2 (C/h)^-0.5``, no softmax.
 
-    The value path is ``value_ratio`` (4) times wider than q and k.
+    The value path is ``value_ratio`` (4) times wider than q and k. ``keys_first = True``
+    computes the same product as ``q (k^T v)``: N x d x d instead of N x N x d operations, exact
+    when the spike sums fit the float mantissa (always in float64), otherwise rounded differently.
     """
 
     def __init__(self, dim: int, num_heads: int, levels: int, value_ratio: int = 4) -> None:
@@ -30,6 +32,7 @@ class LinearAttentionV3(nn.Module):
         self.v_spike = SpikingNeuron(levels)
         self.attn_spike = SpikingNeuron(levels)
         self.proj_conv = conv_bn(dim * value_ratio, dim)
+        self.keys_first = False
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
@@ -37,7 +40,10 @@ class LinearAttentionV3(nn.Module):
         q = split_heads(self.q_spike(self.q_conv(s)), self.num_heads)
         k = split_heads(self.k_spike(self.k_conv(s)), self.num_heads)
         v = split_heads(self.v_spike(self.v_conv(s)), self.num_heads)
-        out = ((q @ k.transpose(-2, -1)) @ v) * (self.scale * 2)
+        if self.keys_first:
+            out = (q @ (k.transpose(-2, -1) @ v)) * (self.scale * 2)
+        else:
+            out = ((q @ k.transpose(-2, -1)) @ v) * (self.scale * 2)
         out = self.attn_spike(merge_heads(out, height, width))
         return self.proj_conv(out)
 

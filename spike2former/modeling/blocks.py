@@ -78,6 +78,8 @@ class SpikingConvBlock(nn.Module):
     (neuron -> conv C->rC + BN -> neuron -> conv rC->C + BN) is the same in both backbones.
     """
 
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+
     def __init__(self, dim: int, separable: nn.Module, levels: int, mlp_ratio: int) -> None:
         super().__init__()
         hidden = dim * mlp_ratio
@@ -103,6 +105,8 @@ class TokenMLP(nn.Module):
     transformer blocks and, with the official output reinterpretation, by the pixel-decoder encoder.
     """
 
+    conv_bn_pairs = (("fc1_conv", "fc1_bn"), ("fc2_conv", "fc2_bn"))
+
     def __init__(self, dim: int, hidden: int, levels: int, out_dim: int | None = None) -> None:
         super().__init__()
         out_dim = out_dim or dim
@@ -120,6 +124,8 @@ class TokenMLP(nn.Module):
 
 class DownSampling(nn.Module):
     """Strided conv + BN, preceded by a neuron except for the stem (which sees the real image)."""
+
+    conv_bn_pairs = (("encode_conv", "encode_bn"),)
 
     def __init__(
         self,

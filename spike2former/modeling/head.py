@@ -46,6 +46,9 @@ class MaskFormerHead(nn.Module):
         self.shortcut_conv_spike = SpikingNeuron(levels, alpha)
         self.shortcut_conv = nn.Sequential(nn.Conv1d(q, q, 1, bias=False), nn.BatchNorm1d(q))
         self.mask_embed_spike = SpikingNeuron(levels, alpha)
+        # Inference only: apply the pixel decoder's final 1x1 conv to the Q mask embeddings
+        # instead of to the C-channel stride-2 map (same product, reassociated).
+        self.late_mask_projection = False
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -95,14 +98,15 @@ class MaskFormerHead(nn.Module):
         return torch.stack(states)
 
     def embed_masks(
-        self, states: Tensor, mask_features: Tensor, time_steps: int
+        self, states: Tensor, mask_features: Tensor, time_steps: int, late_projection: bool = False
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Spike-driven mask embedding.
 
         Args:
             states: query states ``[L, N, Q, C]`` (N = T*B). In training pass every stage at once:
                 the shortcut BatchNorm pools its statistics over all of them.
-            mask_features: ``[N, C, h, w]``.
+            mask_features: ``[N, C, h, w]``; with ``late_projection`` the spikes that the
+                pixel decoder's ``mask_feature`` conv would project.
 
         Returns:
             class logits ``[L, B, Q, K+1]`` and mask logits ``[L, B, Q, h, w]``, both averaged
@@ -117,12 +121,22 @@ class MaskFormerHead(nn.Module):
         )
         embedding = self.mask_embed(spikes) + self.w * shortcut.view_as(states)
         embedding = self.mask_embed_spike(embedding)
-        masks = torch.einsum("lnqc,nchw->lnqhw", embedding, mask_features)
+        if late_projection:
+            masks = self._late_projected_masks(embedding, mask_features)
+        else:
+            masks = torch.einsum("lnqc,nchw->lnqhw", embedding, mask_features)
         return (
             _mean_over_time(class_logits, time_steps),
             _mean_over_time(masks, time_steps),
             embedding,
         )
+
+    def _late_projected_masks(self, embedding: Tensor, spikes: Tensor) -> Tensor:
+        """``E . (W s + b)`` computed as ``(E W) . s + E b``; ``[L, N, Q, C]``, ``[N, C, h, w]``."""
+        projection = self.pixel_decoder.mask_feature
+        weight = projection.weight.flatten(1)
+        masks = torch.einsum("lnqc,nchw->lnqhw", embedding @ weight, spikes)
+        return masks + (embedding @ projection.bias)[..., None, None]
 
     def forward(
         self, feats: list[Tensor], time_steps: int, all_stages: bool
@@ -131,11 +145,12 @@ class MaskFormerHead(nn.Module):
 
         With ``all_stages=False`` only the last stage is embedded (L = 1).
         """
-        mask_features, _, memories = self.pixel_decoder(feats)
+        late = self.late_mask_projection and not all_stages
+        mask_features, _, memories = self.pixel_decoder(feats, project_mask_features=not late)
         states = self.decode_queries(memories)
         if not all_stages:
             states = states[-1:]
-        class_logits, mask_logits, _ = self.embed_masks(states, mask_features, time_steps)
+        class_logits, mask_logits, _ = self.embed_masks(states, mask_features, time_steps, late)
         return class_logits, mask_logits
 
 

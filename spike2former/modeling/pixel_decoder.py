@@ -85,7 +85,12 @@ class PixelDecoder(nn.Module):
         self.encoder_out_proj_spike = SpikingNeuron(levels)
         self.encoder_out_proj = conv_bn(c, c, bias=True)
 
-    def forward(self, feats: list[Tensor]) -> tuple[Tensor, Tensor, list[Tensor]]:
+    def forward(
+        self, feats: list[Tensor], project_mask_features: bool = True
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """With ``project_mask_features=False`` the first output is the spiked stride-2 map
+        that the 1x1 ``mask_feature`` conv would project (``MaskFormerHead.late_mask_projection``).
+        """
         x = self.encoder_in_proj(self.last_feat_conv_spike(feats[-1]))
         memory = self.encoder_out_proj_spike(self.encoder(x))
         y = self.encoder_out_proj(memory)
@@ -97,5 +102,6 @@ class PixelDecoder(nn.Module):
             )
             y = self.output_convs[i](self.output_convs_spike[i](y))
             memories.append(y)
-        mask_features = self.mask_feature(self.mask_feature_spike(y))
+        spikes = self.mask_feature_spike(y)
+        mask_features = self.mask_feature(spikes) if project_mask_features else spikes
         return mask_features, memory, memories[:3]

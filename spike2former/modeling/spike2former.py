@@ -27,10 +27,14 @@ class Spike2Former(nn.Module):
         self.config = config
         self.backbone = SpikingMetaFormer(config.backbone)
         self.decode_head = MaskFormerHead(config.backbone.out_channels, config.head)
+        # The T copies of the input stay identical through the network, so inference may run one
+        # copy (``optimize_for_inference`` turns this off; the head's mean over T is then exact).
+        self.repeat_time_steps = True
 
     @property
     def time_steps(self) -> int:
-        return self.config.backbone.time_steps
+        """T actually run: the configured T, or 1 when repeating the input is switched off."""
+        return self.config.backbone.time_steps if self.repeat_time_steps else 1
 
     def extract_features(self, images: Tensor) -> list[Tensor]:
         """Backbone maps ``[T*B, C_i, H_i, W_i]`` for images ``[B, 3, H, W]``."""
