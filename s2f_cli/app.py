@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from . import convert
+from . import convert, download, models, segment
 
 app = typer.Typer(
     name="s2f",
@@ -16,6 +16,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("convert")(convert.convert)
+app.command("download")(download.download)
+app.command("models")(models.models)
+app.command("segment")(segment.segment)
 
 
 def _version(value: bool) -> None:

@@ -11,8 +11,9 @@ from rich.markup import escape
 
 from spike2former.errors import S2FError
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# No emoji codes: a path such as ``a:smile:.jpg`` must print as it is.
+stdout = Console(soft_wrap=True, emoji=False)
+stderr = Console(stderr=True, soft_wrap=True, emoji=False)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

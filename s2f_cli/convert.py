@@ -10,6 +10,7 @@ from rich.table import Table
 
 from spike2former.config import ModelConfig
 from spike2former.convert import convert_checkpoint
+from spike2former.datasets.metadata import DATASET_CLASSES
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 
@@ -46,6 +47,14 @@ def convert(
         Path | None,
         typer.Option("--class-names", help="Text file with one class name per line, to store."),
     ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            metavar="NAME",
+            help=f"Store the class names of a known dataset: {', '.join(DATASET_CLASSES)}.",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output file.")
     ] = False,
@@ -61,7 +70,12 @@ def convert(
         raise fail(f"{destination}: the output would overwrite the source checkpoint", EXIT_USAGE)
     if destination.exists() and not force:
         raise fail(f"{destination}: already exists (use --force to overwrite)", EXIT_USAGE)
+    if class_names and dataset:
+        raise fail("give either --class-names or --dataset, not both", EXIT_USAGE)
+    if dataset is not None and dataset not in DATASET_CLASSES:
+        raise fail(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_CLASSES)}", EXIT_USAGE)
     names = _read_class_names(class_names) if class_names else None
+    names = DATASET_CLASSES[dataset] if dataset else names
     with reported_errors():
         if not quiet:
             with stderr.status(f"converting {source} ..."):

@@ -6,10 +6,8 @@ checkpoint keys (``backbone.*``, ``decode_head.*``).
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -17,8 +15,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .atomic import write_atomically
 from .config import ModelConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 from .modeling.spike2former import Spike2Former
 
 FORMAT_NAME = "s2f"
@@ -33,38 +32,21 @@ def save_model(model: Spike2Former, path: str | os.PathLike[str]) -> Path:
         "format_version": FORMAT_VERSION,
         "config": model.config.to_json(),
     }
-    return write_atomically(path, lambda tmp: save_file(state, tmp, metadata=metadata))
-
-
-def write_atomically(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp_path)`` and rename the result to ``path``; no partial file on failure."""
-    target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise CheckpointError(f"{target}: cannot write the file ({exc})") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise CheckpointError(f"{target}: cannot write the file ({exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+        return write_atomically(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    except OutputError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def read_model_config(path: str | os.PathLike[str]) -> ModelConfig:
     """The configuration stored in a model file, without reading the weights."""
-    return ModelConfig.from_json(_read_metadata(Path(path))["config"])
+    return _stored_config(Path(path))
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Spike2Former:
     """Rebuild the network stored in ``path``, in evaluation mode, on ``device``."""
     path = Path(path)
-    config = ModelConfig.from_json(_read_metadata(path)["config"])
+    config = _stored_config(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             state = {key: f.get_tensor(key) for key in f.keys()}
@@ -73,6 +55,22 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     model = Spike2Former(config)
     load_weights(model, state, str(path))
     return model.to(device).eval()
+
+
+def is_model_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a safetensors file written by ``save_model`` (valid or not)."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return (f.metadata() or {}).get("format") == FORMAT_NAME
+    except (SafetensorError, OSError):
+        return False
+
+
+def _stored_config(path: Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_json(_read_metadata(path)["config"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: invalid configuration in the metadata ({exc})") from None
 
 
 def _read_metadata(path: Path) -> dict[str, str]:
@@ -91,10 +89,6 @@ def _read_metadata(path: Path) -> dict[str, str]:
             f"{path}: safetensors file without an s2f configuration; "
             "if it holds official Spike2Former weights, convert it with `s2f convert`"
         )
-    try:
-        json.loads(metadata["config"])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: corrupt configuration in the metadata ({exc})") from None
     return metadata
 
 

@@ -15,9 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from spike2former import ModelConfig, Spike2Former, load_model, save_model
+from spike2former.atomic import write_atomically
 from spike2former.convert import convert_checkpoint, infer_config, read_state_dict
 from spike2former.errors import CheckpointError
-from spike2former.model_file import read_model_config, write_atomically
+from spike2former.model_file import read_model_config
 from tests.helpers import (
     BAD_INPUTS,
     CHECKPOINT_FORMATS,

@@ -169,6 +169,24 @@ def test_wrong_number_of_class_names(checkpoint: Path, tmp_path: Path) -> None:
     assert not destination.exists()
 
 
+def test_dataset_class_names(tmp_path: Path) -> None:
+    config = small_config(head={"num_classes": 19})
+    source = write_official_checkpoint(tmp_path / "c.pth", config, "pth-bare")
+    destination = tmp_path / "m.safetensors"
+    result = convert(source, "-o", destination, "--dataset", "cityscapes", "-q")
+    assert result.exit_code == 0, result.output
+    stored = read_model_config(destination).class_names
+    assert stored is not None and stored[:3] == ("road", "sidewalk", "building")
+    assert len(stored) == 19
+
+
+def test_dataset_of_the_wrong_size_or_unknown(checkpoint: Path, tmp_path: Path) -> None:
+    destination = tmp_path / "m.safetensors"
+    assert_one_error_line(convert(checkpoint, "-o", destination, "--dataset", "voc"), 1, "21 class")
+    assert_one_error_line(convert(checkpoint, "-o", destination, "--dataset", "mnist"), 2, "mnist")
+    assert not destination.exists()
+
+
 def test_unreadable_class_names(checkpoint: Path, tmp_path: Path) -> None:
     destination = tmp_path / "m.safetensors"
     result = convert(checkpoint, "-o", destination, "--class-names", tmp_path / "absent.txt")

@@ -1,0 +1,94 @@
+"""``s2f download``: weights by registry name, URL or path into the cache, checked."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from spike2former.errors import WeightsSpecError
+from spike2former.weights import DEFAULT_TIMEOUT, DownloadResult
+from spike2former.weights import download as download_weights
+
+from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .download_progress import download_progress
+
+_CHECKS = {
+    "published": "published SHA-256 verified",
+    "given": "SHA-256 verified (--sha256)",
+    "seen": "SHA-256 matches the first download",
+    "recorded": "no published checksum; SHA-256 recorded for later downloads",
+}
+
+
+def download(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME|URL|PATH",
+            help="A registry name (see `s2f models`), an http(s):// or file:// URL, or a local "
+            "file.",
+            show_default=False,
+        ),
+    ],
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the downloaded file."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Name in the cache, for URLs and paths; a registry name also applies that "
+            "entry's checksum, time steps and class names.",
+            show_default="the file name without its suffix",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if the name is cached.")
+    ] = False,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Never use the network (also S2F_OFFLINE=1)."),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.01, help="Seconds to wait for a connection or data."),
+    ] = DEFAULT_TIMEOUT,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the path of the cached file.")
+    ] = False,
+) -> None:
+    """Download weights into the cache (checked, and converted to an s2f model file when they
+    are an official checkpoint); print the path of the cached file last on stdout."""
+    with reported_errors():
+        try:
+            with download_progress(_label(source), enabled=not quiet) as progress:
+                result = download_weights(
+                    source,
+                    name=name,
+                    sha256=sha256,
+                    force=force,
+                    offline=offline or None,
+                    timeout=timeout,
+                    progress=progress,
+                )
+        except WeightsSpecError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    if not quiet:
+        stderr.print(_summary(result), highlight=False, markup=False)
+    stdout.print(str(result.path), highlight=False, markup=False)
+
+
+def _label(source: str) -> str:
+    """A short progress-bar label: the file name of a URL or path, or the registry name."""
+    return source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or source
+
+
+def _summary(result: DownloadResult) -> str:
+    if result.cached:
+        return f"{result.name}: already cached (use --force to download again)"
+    size = f"{result.size / 1e6:.1f} MB" if result.size is not None else "unknown size"
+    check = _CHECKS.get(result.checksum, result.checksum)
+    converted = ", converted to an s2f model file" if result.converted else ""
+    return f"{result.name}: {size}, sha256 {result.sha256}, {check}{converted}"

@@ -1,0 +1,189 @@
+"""Known weights, kept as data in ``registry.json`` next to this module.
+
+Each entry says where a file is published (``urls``, ``source``), how to check it (``sha256``,
+``size``: null where nothing is published) and what it is: a segmentation ``model`` for
+``--model`` or a ``backbone`` for ``--init-backbone``, with what the checkpoint cannot tell the
+converter (time steps, class names). ``$S2F_REGISTRY`` may name a JSON file in the same format
+whose entries are added to (or replace) the shipped ones, for mirrors and private weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import WeightsSpecError
+from .cache import check_name
+
+Kind = Literal["model", "backbone"]
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_REQUIRED = ("name", "kind", "urls", "source")
+_KNOWN = {
+    "name", "kind", "urls", "direct", "sha256", "size", "backbone", "architecture",
+    "time_steps", "num_classes", "test_size", "dataset", "class_names", "licence", "source",
+    "config", "checksum_source", "notes",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One known weights file. ``class_names`` is resolved from a class-list reference."""
+
+    name: str
+    kind: Kind
+    urls: tuple[str, ...]
+    source: str
+    direct: bool = True
+    sha256: str | None = None
+    size: int | None = None
+    backbone: str | None = None
+    architecture: str | None = None
+    time_steps: int = 1
+    num_classes: int | None = None
+    test_size: int | None = None
+    dataset: str | None = None
+    class_list: str | None = None
+    class_names: tuple[str, ...] | None = None
+    licence: str | None = None
+    config: str | None = None
+    checksum_source: str | None = None
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as in the JSON file (class names resolved), for ``s2f models --json``."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "urls": list(self.urls),
+            "direct": self.direct,
+            "sha256": self.sha256,
+            "size": self.size,
+            "backbone": self.backbone,
+            "architecture": self.architecture,
+            "time_steps": self.time_steps,
+            "num_classes": self.num_classes,
+            "test_size": self.test_size,
+            "dataset": self.dataset,
+            "class_list": self.class_list,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "licence": self.licence,
+            "source": self.source,
+            "config": self.config,
+            "checksum_source": self.checksum_source,
+            "notes": self.notes,
+        }
+
+
+def load_registry(extra: str | os.PathLike[str] | None = None) -> dict[str, WeightsEntry]:
+    """The shipped registry, plus the entries of ``extra`` (default: ``$S2F_REGISTRY``)."""
+    shipped = files(__package__).joinpath("registry.json").read_text(encoding="utf-8")
+    entries = parse_registry(json.loads(shipped), "the shipped registry")
+    extra = extra if extra is not None else os.environ.get("S2F_REGISTRY") or None
+    if extra is not None:
+        path = Path(extra)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise WeightsSpecError(f"{path}: unreadable registry file ({exc})") from None
+        entries.update(parse_registry(data, str(path)))
+    return entries
+
+
+def get_entry(name: str, registry: Mapping[str, WeightsEntry] | None = None) -> WeightsEntry:
+    """The entry called ``name``; the error lists the known names."""
+    registry = load_registry() if registry is None else registry
+    if name not in registry:
+        known = ", ".join(sorted(registry))
+        raise WeightsSpecError(
+            f"unknown weights name {name!r}; known names: {known} (or give a path or a URL)"
+        )
+    return registry[name]
+
+
+def parse_registry(data: Any, origin: str) -> dict[str, WeightsEntry]:
+    """Validate a registry document; every mistake names the entry and the field."""
+    if not isinstance(data, dict) or not isinstance(data.get("weights"), list):
+        raise WeightsSpecError(f"{origin}: a registry is an object with a 'weights' list")
+    lists = data.get("class_lists", {})
+    if not isinstance(lists, dict) or not all(
+        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in lists.values()
+    ):
+        raise WeightsSpecError(f"{origin}: 'class_lists' maps names to lists of strings")
+    entries: dict[str, WeightsEntry] = {}
+    for raw in data["weights"]:
+        entry = _entry(raw, lists, origin)
+        if entry.name in entries:
+            raise WeightsSpecError(f"{origin}: {entry.name!r} appears twice")
+        entries[entry.name] = entry
+    return entries
+
+
+def _entry(raw: Any, lists: dict[str, list[str]], origin: str) -> WeightsEntry:
+    if not isinstance(raw, dict) or any(key not in raw for key in _REQUIRED):
+        raise WeightsSpecError(f"{origin}: every entry needs {', '.join(_REQUIRED)}: {raw!r:.80}")
+    name = raw["name"]
+    where = f"{origin}: entry {name!r}"
+    check_name(str(name))
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise WeightsSpecError(f"{where}: unknown fields {', '.join(unknown)}")
+    if raw["kind"] not in ("model", "backbone"):
+        raise WeightsSpecError(f"{where}: kind must be 'model' or 'backbone'")
+    urls = raw["urls"]
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        raise WeightsSpecError(f"{where}: 'urls' must be a non-empty list of strings")
+    if any(not u.lower().startswith(("https://", "http://", "file:")) for u in urls):
+        raise WeightsSpecError(f"{where}: 'urls' must be http(s):// or file: URLs")
+    sha256 = raw.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise WeightsSpecError(f"{where}: 'sha256' must be 64 lowercase hex digits or null")
+    for field in ("size", "num_classes", "test_size", "time_steps"):
+        value = raw.get(field)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise WeightsSpecError(f"{where}: {field!r} must be a positive integer or null")
+    class_list, names = _class_names(raw.get("class_names"), lists, where)
+    num_classes = raw.get("num_classes")
+    if names and num_classes and len(names) > num_classes:
+        raise WeightsSpecError(f"{where}: {len(names)} class names for {num_classes} classes")
+    return WeightsEntry(
+        name=name,
+        kind=raw["kind"],
+        urls=tuple(urls),
+        source=raw["source"],
+        direct=bool(raw.get("direct", True)),
+        sha256=sha256,
+        size=raw.get("size"),
+        backbone=raw.get("backbone"),
+        architecture=raw.get("architecture"),
+        time_steps=raw.get("time_steps") or 1,
+        num_classes=num_classes,
+        test_size=raw.get("test_size"),
+        dataset=raw.get("dataset"),
+        class_list=class_list,
+        class_names=names,
+        licence=raw.get("licence"),
+        config=raw.get("config"),
+        checksum_source=raw.get("checksum_source"),
+        notes=raw.get("notes") or "",
+    )
+
+
+def _class_names(
+    value: Any, lists: dict[str, list[str]], where: str
+) -> tuple[str | None, tuple[str, ...] | None]:
+    """``"ade20k"`` (a class list of the registry), a list of names, or null."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        if value not in lists:
+            raise WeightsSpecError(f"{where}: no class list {value!r} in the registry")
+        return value, tuple(lists[value])
+    if isinstance(value, list) and all(isinstance(n, str) for n in value):
+        return None, tuple(value)
+    raise WeightsSpecError(f"{where}: 'class_names' is a class-list name, a list or null")
