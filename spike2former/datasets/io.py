@@ -1,0 +1,66 @@
+"""Reading images (OpenCV) and label maps (Pillow) from disk.
+
+Images come back as RGB ``uint8 [H, W, 3]`` (OpenCV reads BGR). Label maps come back as the
+stored integers ``[H, W]``. They are read with Pillow because OpenCV expands palette ("indexed
+colour") PNGs, such as Pascal VOC's ``SegmentationClass``, to colours; Pillow gives the indices,
+which are the labels.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..errors import DatasetError
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{what} not found: {path}") from None
+    except OSError as error:
+        raise DatasetError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def _decode(data: bytes, flags: int, path: Path, what: str) -> np.ndarray:
+    # imdecode instead of imread: works for any path encoding and never prints warnings
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
+    if decoded is None:
+        raise DatasetError(f"cannot read {what} {path}: not an image OpenCV can decode, or damaged")
+    return decoded
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB ``uint8 [H, W, 3]`` (grey images are repeated over channels)."""
+    path = Path(path)
+    bgr = _decode(_read_bytes(path, "image"), cv2.IMREAD_COLOR, path, "image")
+    if bgr.dtype != np.uint8:
+        raise DatasetError(f"image {path} has {bgr.dtype} pixels; 8-bit images are expected")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A label map as stored: ``[H, W]`` integers (palette PNGs give their indices)."""
+    path = Path(path)
+    data = _read_bytes(path, "label map")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            mode, label = image.mode, np.array(image)
+    except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises on damaged files
+        raise DatasetError(f"cannot read label map {path}: {error}") from None
+    if label.ndim != 2:
+        raise DatasetError(
+            f"label map {path} is a {mode} colour image; expected a single-channel PNG of class "
+            "ids (or an indexed-colour PNG)"
+        )
+    if label.dtype == np.int32 and label.size and (label.min() < 0 or label.max() > 65535):
+        raise DatasetError(f"label map {path} has values outside 0..65535")
+    if label.dtype not in (np.uint8, np.uint16, np.int32):
+        raise DatasetError(f"label map {path} has {label.dtype} values; expected 8 or 16 bits")
+    return label.astype(np.uint16) if label.dtype == np.int32 else label

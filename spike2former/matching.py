@@ -1,0 +1,157 @@
+"""Semantic-segmentation targets and the Hungarian matching of queries to them.
+
+This is the assignment step of the official MaskFormer recipe (mmseg
+``MaskFormerHead._seg_data_to_instance_data`` and mmdet ``HungarianAssigner`` with
+``ClassificationCost``, binary ``FocalLossCost`` and naive ``DiceCost``), kept apart from the loss
+so that a trainer or a test can look at who was matched to what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+# mmdet FocalLossCost's guard inside the logarithms (not configurable in the official configs).
+FOCAL_COST_LOG_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Match:
+    """The queries matched in one image at one stage, by ascending query index.
+
+    ``query_indices[i]`` was matched to ground-truth mask ``gt_indices[i]`` (an index into the
+    image's masks, which are ordered by ascending class id), whose class is ``gt_labels[i]``.
+    All three are int64 tensors of the same length on the CPU.
+    """
+
+    query_indices: Tensor
+    gt_indices: Tensor
+    gt_labels: Tensor
+
+    def __len__(self) -> int:
+        return int(self.query_indices.numel())
+
+
+def semantic_classes(label: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """The classes present in a label map ``[H, W]``, ascending, ``ignore_index`` left out.
+
+    One ground-truth mask per present class is what the official semantic recipe supervises.
+    A label value that is neither a class id nor ``ignore_index`` is an error.
+    """
+    classes = torch.unique(label)
+    classes = classes[classes != ignore_index].long()
+    invalid = classes[(classes < 0) | (classes >= num_classes)]
+    if invalid.numel():
+        raise ValueError(
+            f"label values {invalid.tolist()} are not class ids: expected 0..{num_classes - 1} "
+            f"or {ignore_index} (ignore); check the class count and reduce_zero_label"
+        )
+    return classes
+
+
+def class_masks(label: Tensor, classes: Tensor) -> Tensor:
+    """Binary masks ``[G, H, W]`` (bool), one per entry of ``classes [G]``, of a label ``[H, W]``.
+
+    Ignored pixels belong to no mask.
+    """
+    return label.unsqueeze(0) == classes.to(label.dtype).view(-1, 1, 1)
+
+
+def nearest_resize_label(label: Tensor, size: tuple[int, int]) -> Tensor:
+    """``label [H, W]`` resized to ``size`` by nearest neighbour, as ``F.interpolate`` does it.
+
+    Resizing the label map once and then splitting it into class masks gives exactly the masks
+    the official code gets by resizing every binary mask (nearest only selects pixels).
+    """
+    if tuple(label.shape[-2:]) == tuple(size):
+        return label
+    resized = F.interpolate(label[None, None].float(), size=size, mode="nearest")
+    return resized[0, 0].to(label.dtype)
+
+
+class HungarianMatcher:
+    """One-to-one assignment of queries to ground-truth masks by minimum total cost.
+
+    cost[q, g] = ``cls_cost`` · (−softmax(class_logits[q])[label_g])
+               + ``focal_cost`` · mean over pixels of the binary focal cost of σ(mask[q]) vs mask g
+               + ``dice_cost`` · (1 − (2Σσ·g + eps) / (Σσ + Σg + eps)),
+    computed at the prediction size against nearest-resized masks and solved with
+    ``scipy.optimize.linear_sum_assignment``. No gradient flows through the matching.
+    """
+
+    def __init__(
+        self,
+        cls_cost: float = 2.0,
+        focal_cost: float = 20.0,
+        dice_cost: float = 1.0,
+        *,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        dice_eps: float = 1.0,
+    ) -> None:
+        self.cls_cost = cls_cost
+        self.focal_cost = focal_cost
+        self.dice_cost = dice_cost
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.dice_eps = dice_eps
+
+    @torch.no_grad()
+    def cost_matrices(
+        self, class_logits: Tensor, mask_logits: Tensor, gt_labels: Tensor, gt_masks: Tensor
+    ) -> Tensor:
+        """Costs ``[S, Q, G]`` for ``class_logits [S, Q, K+1]``, ``mask_logits [S, Q, h, w]``,
+        ``gt_labels [G]`` and ``gt_masks [G, h, w]`` (already at the prediction size).
+
+        Several stages of one image share the ground truth, so they are costed in one go.
+        """
+        probs = class_logits.softmax(-1)
+        class_cost = -probs[..., gt_labels]
+
+        pred = mask_logits.flatten(2).sigmoid()
+        target = gt_masks.flatten(1).to(pred.dtype)
+        num_pixels = pred.shape[-1]
+        alpha, gamma, eps = self.focal_alpha, self.focal_gamma, FOCAL_COST_LOG_EPS
+        neg = -(1 - pred + eps).log() * (1 - alpha) * pred.pow(gamma)
+        pos = -(pred + eps).log() * alpha * (1 - pred).pow(gamma)
+        focal = (
+            torch.einsum("sqp,gp->sqg", pos, target) + torch.einsum("sqp,gp->sqg", neg, 1 - target)
+        ) / num_pixels
+
+        numerator = 2 * torch.einsum("sqp,gp->sqg", pred, target)
+        denominator = pred.sum(-1)[..., None] + target.sum(-1)[None, None, :]
+        dice = 1 - (numerator + self.dice_eps) / (denominator + self.dice_eps)
+
+        return torch.stack(
+            [class_cost * self.cls_cost, focal * self.focal_cost, dice * self.dice_cost]
+        ).sum(0)
+
+    def match_image(
+        self, class_logits: Tensor, mask_logits: Tensor, label: Tensor, classes: Tensor
+    ) -> list[Match]:
+        """One ``Match`` per stage for one image.
+
+        ``class_logits [S, Q, K+1]``, ``mask_logits [S, Q, h, w]``, ``label [H, W]`` at full
+        resolution and its present ``classes [G]`` (ascending).
+        """
+        num_stages = class_logits.shape[0]
+        if classes.numel() == 0:
+            empty = torch.zeros(0, dtype=torch.long)
+            return [Match(empty, empty, empty) for _ in range(num_stages)]
+        small_label = nearest_resize_label(label, tuple(mask_logits.shape[-2:]))
+        gt_masks = class_masks(small_label, classes)
+        costs = self.cost_matrices(class_logits, mask_logits, classes, gt_masks)
+        costs = costs.detach().cpu().numpy()
+        cpu_classes = classes.cpu()
+        matches = []
+        for cost in costs:
+            rows, cols = linear_sum_assignment(cost)
+            order = rows.argsort()
+            query_indices = torch.as_tensor(rows[order], dtype=torch.long)
+            gt_indices = torch.as_tensor(cols[order], dtype=torch.long)
+            matches.append(Match(query_indices, gt_indices, cpu_classes[gt_indices]))
+        return matches
