@@ -1,0 +1,52 @@
+"""Device and precision selection, with a note when a request cannot be honoured."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import S2FError
+
+PRECISIONS = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "fp64": torch.float64,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA, then Apple MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise S2FError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise S2FError(f"device {name!r} requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise S2FError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise S2FError("device 'mps' requested but Apple MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise S2FError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def resolve_precision(device: torch.device, precision: str) -> tuple[torch.dtype, str | None]:
+    """The dtype to run in, and a warning when ``precision`` falls back to fp32 on ``device``."""
+    if precision not in PRECISIONS:
+        raise S2FError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    unsupported = {
+        "cpu": {"fp16"},
+        "mps": {"bf16", "fp64"},
+        "cuda": set() if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else {"bf16"},
+    }.get(device.type, set())
+    if precision in unsupported:
+        return torch.float32, f"{precision} is not supported on {device.type}; running in fp32"
+    return PRECISIONS[precision], None

@@ -1,0 +1,346 @@
+"""A segmentation job: sources in, result files and one record per input out.
+
+Decoding of the next batch and writing of finished results run in background threads while the
+network computes. A bad input becomes a failed record and the job goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ..errors import S2FError
+from .outputs import FrameFolder, VideoOutput, label_png, overlay, write_bytes, write_image
+from .predictor import Prediction, Predictor
+from .sources import ImageReadError, Source, VideoReader, decode_image, read_image
+
+OUTPUT_KINDS = ("mask", "overlay", "json", "logits")
+_LEGEND_ENTRIES = 12
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which files to write per input (``OUTPUT_KINDS``) and how overlays look."""
+
+    kinds: frozenset[str] = frozenset({"mask", "overlay"})
+    opacity: float = 0.5
+    legend: bool = False
+
+
+@dataclass
+class Record:
+    """What happened to one input (written to ``summary.json`` and printed by ``--json``)."""
+
+    path: str
+    status: str = "ok"
+    message: str = ""
+    files: list[str] = field(default_factory=list)
+    size: list[int] | None = None
+    classes: list[dict[str, Any]] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    frames: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if v is not None}
+        data["timings_ms"] = {k: round(v, 2) for k, v in self.timings_ms.items()}
+        return data
+
+
+class SegmentJob:
+    """Segments ``Source`` items with ``predictor`` and writes results.
+
+    Args:
+        out_dir: folder for result files (``NAME.png``, ``NAME_overlay.jpg``, ...).
+        label_target: instead of ``out_dir``, where the label map of the single image input goes:
+            a file path, or a binary stream such as stdout.
+        read_stdin: returns the bytes of the ``-`` input.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        out_dir: Path | None,
+        options: OutputOptions,
+        batch_size: int = 1,
+        vid_stride: int = 1,
+        label_target: Path | BinaryIO | None = None,
+        read_stdin: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.out_dir = out_dir
+        self.options = options
+        self.batch_size = batch_size
+        self.vid_stride = vid_stride
+        self.label_target = label_target
+        self.read_stdin = read_stdin
+
+    def run(
+        self,
+        sources: Sequence[Source],
+        on_record: Callable[[Record], None] = lambda record: None,
+        on_frames: Callable[[int], None] = lambda frames: None,
+    ) -> list[Record]:
+        """Process every source in order; ``on_record`` is called as each input finishes and
+        ``on_frames`` after each processed video batch (for progress)."""
+        records: list[Record] = []
+        with ThreadPoolExecutor(2, thread_name_prefix="s2f-io") as pool:
+            self._pool = pool
+            for chunk in _chunks(sources):
+                if chunk[0].kind == "video":
+                    records.append(self._video(chunk[0], on_frames))
+                    on_record(records[-1])
+                else:
+                    for record in self._images(chunk):
+                        records.append(record)
+                        on_record(record)
+        return records
+
+    # Images ------------------------------------------------------------------------------------
+
+    def _images(self, sources: Sequence[Source]) -> Iterator[Record]:
+        batches = [
+            sources[i : i + self.batch_size] for i in range(0, len(sources), self.batch_size)
+        ]
+        decoding = self._pool.submit(self._decode_batch, batches[0])
+        for i in range(len(batches)):
+            decoded = decoding.result()
+            if i + 1 < len(batches):
+                decoding = self._pool.submit(self._decode_batch, batches[i + 1])
+            good = [(source, image) for source, image, _ in decoded if image is not None]
+            images = [image for _, image in good]
+            predictions = self.predictor.predict(images, "logits" in self.options.kinds)
+            by_source = {id(s): p for (s, _), p in zip(good, predictions, strict=True)}
+            pending: list[tuple[Record, list[Future]]] = []
+            for source, image, error in decoded:
+                record = Record(path=source.label)
+                if error is not None:
+                    record.status, record.message = "error", error
+                    pending.append((record, []))
+                    continue
+                prediction = by_source[id(source)]
+                self._describe(record, image, prediction)
+                pending.append(
+                    (record, self._write_image_results(source, image, prediction, record))
+                )
+            for record, futures in pending:
+                yield _settle(record, futures)
+
+    def _decode_batch(
+        self, batch: Sequence[Source]
+    ) -> list[tuple[Source, np.ndarray | None, str | None]]:
+        decoded = []
+        for source in batch:
+            try:
+                if source.kind == "stdin":
+                    if self.read_stdin is None:
+                        raise ImageReadError("<stdin>: no standard input available")
+                    image = decode_image(self.read_stdin(), "<stdin>")
+                else:
+                    assert source.path is not None
+                    image = read_image(source.path)
+                decoded.append((source, image, None))
+            except ImageReadError as exc:
+                decoded.append((source, None, str(exc)))
+        return decoded
+
+    def _describe(self, record: Record, image: np.ndarray, prediction: Prediction) -> None:
+        record.size = [int(image.shape[0]), int(image.shape[1])]
+        names = self.predictor.class_names
+        record.classes = [
+            {"id": c, "name": names[c], "fraction": round(f, 6)}
+            for c, f in prediction.class_fractions().items()
+        ]
+        record.timings_ms = dict(prediction.timings_ms)
+
+    def _write_image_results(
+        self, source: Source, image: np.ndarray, prediction: Prediction, record: Record
+    ) -> list[Future]:
+        kinds = self.options.kinds
+        palette = self.predictor.palette
+        writes: list[tuple[Path | BinaryIO, Callable[[Path | BinaryIO], None]]] = []
+        if self.label_target is not None:
+            target = self.label_target
+            writes.append((target, lambda t: _emit(t, label_png(prediction.labels, palette))))
+            base = target.with_suffix("") if isinstance(target, Path) else None
+        else:
+            assert self.out_dir is not None
+            base = self.out_dir / source.stem
+            if "mask" in kinds:
+                path = base.with_name(base.name + ".png")
+                writes.append(
+                    (path, lambda p: write_bytes(p, label_png(prediction.labels, palette)))
+                )
+        if base is not None:
+            if "overlay" in kinds:
+                legend = self._legend(prediction) if self.options.legend else ()
+                path = base.with_name(base.name + "_overlay.jpg")
+                writes.append(
+                    (
+                        path,
+                        lambda p: write_image(
+                            p,
+                            overlay(
+                                image, prediction.labels, palette, self.options.opacity, legend
+                            ),
+                        ),
+                    )
+                )
+            if "logits" in kinds:
+                path = base.with_name(base.name + "_logits.npy")
+                writes.append((path, lambda p: write_bytes(p, _npy(prediction))))
+            if "json" in kinds:
+                path = base.with_name(base.name + ".json")
+                writes.append(
+                    (
+                        path,
+                        lambda p: write_bytes(p, json.dumps(record.as_dict(), indent=2).encode()),
+                    )
+                )
+        futures = []
+        for target, write in writes:
+            if isinstance(target, Path):
+                record.files.append(str(target))
+            futures.append(self._pool.submit(write, target))
+        return futures
+
+    def _legend(self, prediction: Prediction) -> list[tuple[str, tuple[int, int, int]]]:
+        names, palette = self.predictor.class_names, self.predictor.palette
+        present = list(prediction.class_fractions())[:_LEGEND_ENTRIES]
+        return [(names[c], palette[c]) for c in present]
+
+    # Videos ------------------------------------------------------------------------------------
+
+    def _video(self, source: Source, on_frames: Callable[[int], None]) -> Record:
+        record = Record(path=source.label)
+        assert source.path is not None and self.out_dir is not None
+        try:
+            reader = VideoReader(source.path)
+        except ImageReadError as exc:
+            record.status, record.message = "error", str(exc)
+            return record
+        info = reader.info
+        record.size = [info.height, info.width]
+        base = self.out_dir / source.stem
+        video = frames_out = None
+        counts = np.zeros(self.predictor.num_classes, dtype=np.int64)
+        timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        processed = 0
+        try:
+            if "overlay" in self.options.kinds:
+                video = VideoOutput(
+                    base.with_name(base.name + "_overlay.mp4"),
+                    info.fps / self.vid_stride,
+                    (info.width, info.height),
+                )
+            if "mask" in self.options.kinds:
+                frames_out = FrameFolder(base)
+            batch: list[tuple[int, np.ndarray]] = []
+            frames = reader.frames(self.vid_stride)
+            while True:
+                item = next(frames, None)
+                if item is not None:
+                    batch.append(item)
+                if batch and (item is None or len(batch) == self.batch_size):
+                    predictions = self.predictor.predict([frame for _, frame in batch])
+                    for (index, frame), prediction in zip(batch, predictions, strict=True):
+                        counts += np.bincount(prediction.labels.ravel(), minlength=len(counts))
+                        for key in timings:
+                            timings[key] += prediction.timings_ms[key]
+                        if video is not None:
+                            video.write(
+                                overlay(
+                                    frame,
+                                    prediction.labels,
+                                    self.predictor.palette,
+                                    self.options.opacity,
+                                )
+                            )
+                        if frames_out is not None:
+                            frames_out.write(
+                                f"{index:06d}.png",
+                                label_png(prediction.labels, self.predictor.palette),
+                            )
+                    processed += len(batch)
+                    on_frames(len(batch))
+                    batch = []
+                if item is None:
+                    break
+            for output in (video, frames_out):
+                if output is not None:
+                    output.close()
+                    record.files.append(str(output.path))
+        except BaseException as exc:
+            for output in (video, frames_out):
+                if output is not None:
+                    output.discard()
+            if not isinstance(exc, (OSError, S2FError)):
+                raise
+            record.status, record.message = "error", f"{source.label}: cannot write results ({exc})"
+            record.files = []
+            return record
+        finally:
+            reader.close()
+        record.frames = processed
+        if processed:
+            total = counts.sum()
+            names = self.predictor.class_names
+            record.classes = [
+                {"id": int(c), "name": names[c], "fraction": round(float(counts[c] / total), 6)}
+                for c in np.argsort(-counts, kind="stable")
+                if counts[c]
+            ]
+            record.timings_ms = {k: v / processed for k, v in timings.items()}
+        else:
+            record.status, record.message = "error", f"{source.label}: no frames decoded"
+        return record
+
+
+def _chunks(sources: Sequence[Source]) -> Iterator[list[Source]]:
+    """Consecutive image inputs together; each video on its own."""
+    images: list[Source] = []
+    for source in sources:
+        if source.kind == "video":
+            if images:
+                yield images
+                images = []
+            yield [source]
+        else:
+            images.append(source)
+    if images:
+        yield images
+
+
+def _settle(record: Record, futures: list[Future]) -> Record:
+    """Wait for an input's writes; a failed write turns its record into an error."""
+    for future in futures:
+        try:
+            future.result()
+        except (OSError, S2FError) as exc:
+            record.status = "error"
+            record.message = f"{record.path}: cannot write results ({exc})"
+    if record.status == "error":
+        record.files = []
+    return record
+
+
+def _emit(target: Path | BinaryIO, data: bytes) -> None:
+    if isinstance(target, Path):
+        write_bytes(target, data)
+    else:
+        target.write(data)
+        target.flush()
+
+
+def _npy(prediction: Prediction) -> bytes:
+    """Class scores ``[K, h, w]`` at the network input size, float16 ``.npy``."""
+    assert prediction.scores is not None
+    buffer = io.BytesIO()
+    np.save(buffer, prediction.scores.numpy().astype(np.float16))
+    return buffer.getvalue()

@@ -1,0 +1,161 @@
+"""Semantic segmentation of whole images, as the official predict path, with timings.
+
+The network itself stays free of pre- and post-processing; this module resizes, normalises,
+batches same-sized images, runs the (fused) network and resizes the class scores back.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..datasets.metadata import palette_for
+from ..modeling.fusion import optimize_for_inference
+from ..modeling.spike2former import Spike2Former, combine_masks
+from .devices import PRECISIONS, resolve_device, resolve_precision
+from .preprocess import normalize, resize_image
+
+# Classes resized back to the image size at once: bounds the memory of large images.
+_CLASS_CHUNK = 16
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``labels`` is ``[H, W]`` at the input size (uint8, or uint16 for
+    more than 256 classes); ``scores`` (only when asked for) is ``[K, h, w]`` float32 at the
+    network input size ``network_size``."""
+
+    labels: np.ndarray
+    network_size: tuple[int, int]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    scores: Tensor | None = None
+
+    def class_fractions(self) -> dict[int, float]:
+        """Fraction of the image's pixels per class present, largest first."""
+        counts = np.bincount(self.labels.ravel())
+        present = np.flatnonzero(counts)
+        total = self.labels.size
+        order = present[np.argsort(-counts[present], kind="stable")]
+        return {int(c): float(counts[c] / total) for c in order}
+
+
+class Predictor:
+    """Runs a Spike2Former model on RGB images.
+
+    Args:
+        model: the network (left untouched: the predictor runs a copy, fused when ``optimize``).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``fp64``; falls back to fp32 where the device
+            cannot (``precision_note`` says so).
+        imgsz: short side fed to the network (default: the model's test size); 0 = native size.
+        optimize: use ``optimize_for_inference`` (same function, different float rounding).
+    """
+
+    def __init__(
+        self,
+        model: Spike2Former,
+        device: str = "auto",
+        precision: str = "fp32",
+        imgsz: int | None = None,
+        optimize: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype, self.precision_note = resolve_precision(self.device, precision)
+        config = model.config
+        network = optimize_for_inference(model) if optimize else copy.deepcopy(model).eval()
+        self.model = network.to(device=self.device, dtype=self.dtype)
+        self.imgsz = config.test_size if imgsz is None else imgsz
+        self.num_classes = config.head.num_classes
+        self.class_names = config.class_names or tuple(
+            f"class {i}" for i in range(self.num_classes)
+        )
+        self.palette = palette_for(config.class_names, self.num_classes)
+
+    @property
+    def precision(self) -> str:
+        """The precision actually used (after any fallback)."""
+        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray], keep_scores: bool = False) -> list[Prediction]:
+        """``HxWx3`` uint8 RGB images -> predictions; same-sized images share a forward pass."""
+        results: list[Prediction | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[tuple[int, Tensor, float]]] = {}
+        for index, image in enumerate(images):
+            start = time.perf_counter()
+            resized = resize_image(image, self.imgsz)
+            tensor = normalize(resized, self.dtype)
+            groups.setdefault(tuple(tensor.shape[-2:]), []).append(
+                (index, tensor, 1000 * (time.perf_counter() - start))
+            )
+        for size, members in groups.items():
+            batch = torch.stack([tensor for _, tensor, _ in members]).to(self.device)
+            start = time.perf_counter()
+            scores = self.semantic_scores(batch)
+            inference_ms = 1000 * (time.perf_counter() - start) / len(members)
+            for row, (index, _, preprocess_ms) in enumerate(members):
+                start = time.perf_counter()
+                height, width = images[index].shape[:2]
+                labels = scores_to_labels(scores[row], (height, width))
+                results[index] = Prediction(
+                    labels=labels.cpu().numpy().astype(label_dtype(self.num_classes)),
+                    network_size=size,
+                    scores=scores[row].float().cpu() if keep_scores else None,
+                    timings_ms={
+                        "preprocess": preprocess_ms,
+                        "inference": inference_ms,
+                        "postprocess": 1000 * (time.perf_counter() - start),
+                    },
+                )
+        return [r for r in results if r is not None]
+
+    @torch.inference_mode()
+    def semantic_scores(self, batch: Tensor) -> Tensor:
+        """Normalised ``[B, 3, h, w]`` -> per-class scores ``[B, K, h, w]`` (official predict)."""
+        out = self.model(batch.to(device=self.device, dtype=self.dtype))
+        return combine_masks(out["class_logits"], out["mask_logits"], batch.shape[-2:])
+
+    @torch.inference_mode()
+    def predict_normalized(self, batch: Tensor) -> Tensor:
+        """Normalised ``[B, 3, H, W]`` at the size to segment -> labels ``[B, H, W]`` (int64)."""
+        return self.semantic_scores(batch).argmax(1).cpu()
+
+
+def label_dtype(num_classes: int) -> type[np.unsignedinteger]:
+    return np.uint8 if num_classes <= 256 else np.uint16
+
+
+def scores_to_labels(scores: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[K, h, w]`` scores -> ``[H, W]`` arg-max after bilinear resizing to ``size``.
+
+    Classes are resized a chunk at a time and merged with a running maximum (ties keep the lower
+    class index, like ``argmax``), so a large image never holds all K full-size score maps.
+    """
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores.argmax(0)
+    # fp16/bf16 scores are resized in fp32; fp32 and fp64 keep their precision.
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    best_value = best_index = None
+    for start in range(0, scores.shape[0], _CLASS_CHUNK):
+        chunk = F.interpolate(
+            scores[None, start : start + _CLASS_CHUNK].to(dtype),
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+        )[0]
+        value, index = chunk.max(0)
+        index += start
+        if best_value is None:
+            best_value, best_index = value, index
+        else:
+            better = value > best_value
+            best_value = torch.where(better, value, best_value)
+            best_index = torch.where(better, index, best_index)
+    return best_index
