@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from spike2former.atomic import write_atomically
+from spike2former.errors import S2FError
+from spike2former.inference.devices import PRECISIONS, resolve_device
 from spike2former.inference.job import OUTPUT_KINDS, OutputOptions, Record, SegmentJob
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import (
@@ -89,7 +91,10 @@ def segment(
     ),
     exist_ok: Annotated[bool, typer.Option(help="Reuse PROJECT/NAME if it exists.")] = False,
     save: Annotated[
-        str, typer.Option(help=f"Comma-separated outputs: {', '.join(OUTPUT_KINDS)}.")
+        str,
+        typer.Option(
+            help=f"Comma-separated outputs: {', '.join(OUTPUT_KINDS)} (videos: mask and overlay)."
+        ),
     ] = "mask,overlay",
     opacity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
     legend: Annotated[bool, typer.Option(help="Draw a class legend on overlays.")] = False,
@@ -122,6 +127,12 @@ def segment(
     if threads:
         torch.set_num_threads(threads)
 
+    try:
+        resolve_device(device)
+    except S2FError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if precision not in PRECISIONS:
+        raise fail(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}", EXIT_USAGE)
     with reported_errors():
         predictor = Predictor(
             load_model(model_path(model, offline)), device=device, precision=precision, imgsz=imgsz
@@ -151,7 +162,12 @@ def segment(
     if out_dir is not None:
         _write_summary(out_dir, records, predictor, model, interrupted)
     if interrupted:
-        raise fail("interrupted; finished outputs are complete, nothing partial was kept", 130)
+        where = f" in {out_dir}" if out_dir is not None else ""
+        raise fail(
+            f"interrupted; the {len(records)} finished inputs have complete results{where}, "
+            "nothing partial was kept",
+            130,
+        )
     _report(records, predictor, out_dir or label_file, quiet, json_lines, to_stdout)
     if any(r.status != "ok" for r in records):
         raise typer.Exit(EXIT_PARTIAL)
@@ -316,7 +332,7 @@ def _report(
     failed = sum(r.status != "ok" for r in records)
     stderr.print(
         f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
-        f"{speed['postprocess']:.1f}ms postprocess per image ({predictor.device}, "
+        f"{speed['postprocess']:.1f}ms postprocess per image or frame ({predictor.device}, "
         f"{predictor.precision})"
         + (f"; {failed} of {len(records)} inputs failed" if failed else ""),
         highlight=False,

@@ -11,7 +11,10 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -262,3 +265,50 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "unexpected-key": (_edit_state(_add_key), ("unexpected keys", EXTRA_KEY)),
     "reshaped-tensor": (_edit_state(_reshape_key), ("shape mismatches", RESHAPED_KEY)),
 }
+
+
+# --- images and videos for the inference tests ------------------------------------------------
+
+
+def random_rgb(height: int = 40, width: int = 56, seed: int = 0) -> np.ndarray:
+    """An ``HxWx3`` uint8 RGB image of noise (not square, so that an H/W swap shows)."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def write_image(path: Path, rgb: np.ndarray, mode: str | None = None, **save: object) -> Path:
+    """Write ``rgb`` with Pillow in the format of the path's suffix; ``mode`` converts first
+    (``L``, ``RGBA``, ``P``, ``I;16``); ``save`` goes to ``Image.save`` (``exif=...``, ...)."""
+    image = Image.fromarray(rgb)
+    if mode == "I;16":
+        image = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+    elif mode == "RGBA":
+        image = Image.fromarray(np.dstack([rgb, rgb[..., :1]]))
+    elif mode is not None:
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **save)
+    return path
+
+
+def write_video(
+    path: Path, frames: int = 7, fourcc: str = "mp4v", size: tuple[int, int] = (40, 56)
+) -> Path:
+    """A video of ``frames`` noise frames of ``size`` (height, width) at 10 fps."""
+    height, width = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (width, height))
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} to {path}"
+    for index in range(frames):
+        writer.write(random_rgb(height, width, seed=100 + index))
+    writer.release()
+    return path
+
+
+def count_frames(path: Path) -> int:
+    """Frames OpenCV decodes from a video file (read to the end, not the header's count)."""
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
