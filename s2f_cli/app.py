@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from . import convert, download, models, segment
+from . import convert, download, firing_rates, models, segment
 
 app = typer.Typer(
     name="s2f",
@@ -19,6 +19,7 @@ app.command("convert")(convert.convert)
 app.command("download")(download.download)
 app.command("models")(models.models)
 app.command("segment")(segment.segment)
+app.command("firing-rates")(firing_rates.firing_rates)
 
 
 def _version(value: bool) -> None:

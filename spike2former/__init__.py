@@ -2,6 +2,7 @@
 
 from .build import build_model
 from .config import BackboneConfig, HeadConfig, ModelConfig
+from .firing import spike_train_mode
 from .model_file import load_model, save_model
 from .modeling.spike2former import Spike2Former
 from .presets import PRESETS
@@ -15,4 +16,5 @@ __all__ = [
     "build_model",
     "load_model",
     "save_model",
+    "spike_train_mode",
 ]

@@ -1,0 +1,403 @@
+"""``s2f firing-rates``: per-layer firing rates and energy estimates of a model over images."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from spike2former.atomic import write_atomically
+from spike2former.errors import S2FError
+from spike2former.firing.energy import EnergyReport
+from spike2former.firing.monitor import LayerFiring, by_part, pooled
+from spike2former.firing.plot import firing_rate_chart
+from spike2former.firing.run import FiringRun, ImageRecord
+from spike2former.inference.devices import PRECISIONS, resolve_device
+from spike2former.inference.sources import (
+    ImageReadError,
+    InputError,
+    Source,
+    VideoReader,
+    decode_image,
+    expand_sources,
+    read_image,
+)
+from spike2former.model_file import load_model
+
+from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .model_option import OfflineOption, model_path
+
+EXIT_PARTIAL = 3
+FORMATS = ("table", "csv", "json")
+_TOP_MODULES = 10
+# Tables written to a file or a pipe are as wide as their longest layer name needs.
+_FILE_WIDTH = 160
+
+
+def firing_rates(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="SOURCE...",
+            help="Images, directories, quoted globs, videos (every frame is an image), or - for "
+            "one image on stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", metavar="NAME|PATH", help="Registered model name or model file."
+        ),
+    ] = None,
+    offline: OfflineOption = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Look into sub-directories.")
+    ] = False,
+    imgsz: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Short side fed to the network; 0 keeps the native size.",
+            show_default="the model's test size",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 or fp64.")] = "fp32",
+    threads: Annotated[
+        int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
+    ] = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Measure at most N images (video frames count as images)."),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="table, csv or json.")
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write the report here, not stdout."),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", metavar="FILE.png", help="Also draw a bar chart of the per-layer rates."
+        ),
+    ] = None,
+    energy: Annotated[
+        bool,
+        typer.Option("--energy", help="Also estimate energy per module, part and image (slower)."),
+    ] = False,
+    stages: Annotated[
+        str,
+        typer.Option(
+            help="all: embed every decoder stage (official definition); last: only the last "
+            "stage, as s2f inference does."
+        ),
+    ] = "all",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Per-layer firing rates (and energy) of a model, each image a separate forward."""
+    _silence_opencv()
+    if output_format not in FORMATS:
+        raise fail(f"--format takes one of {', '.join(FORMATS)}", EXIT_USAGE)
+    if stages not in ("all", "last"):
+        raise fail("--stages takes all or last", EXIT_USAGE)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise fail(f"{plot}: the plot is a PNG; use a .png name", EXIT_USAGE)
+    items = _expand(sources or [], recursive)
+    _refuse_overwriting_inputs(items, [p for p in (output, plot) if p is not None])
+    if output is not None and plot is not None and output.resolve() == plot.resolve():
+        raise fail("-o and --plot name the same file", EXIT_USAGE)
+    if model is None:
+        raise fail(
+            "no model given: pass --model NAME|PATH (`s2f models` lists registered names; "
+            "`s2f convert` turns official checkpoints into model files)",
+            EXIT_USAGE,
+        )
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        resolve_device(device)
+    except S2FError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if precision not in PRECISIONS:
+        raise fail(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}", EXIT_USAGE)
+
+    with reported_errors():
+        run = FiringRun(
+            load_model(model_path(model, offline)),
+            device=device,
+            precision=precision,
+            imgsz=imgsz,
+            all_stages=stages == "all",
+            energy=energy,
+        )
+    if run.precision_note and not quiet:
+        stderr.print(f"[yellow]warning:[/] {run.precision_note}", highlight=False)
+
+    if _measure(run, items, limit, quiet):
+        raise fail("interrupted; nothing was written", 130)
+    failed = len(run.records) - run.measured
+    if run.measured:
+        with reported_errors():
+            _write_outputs(run, model, output_format, output, plot)
+    if not quiet:
+        summary = f"{run.measured} image(s) measured"
+        if failed:
+            summary += f"; {failed} of {len(run.records)} inputs failed"
+        stderr.print(summary, highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _silence_opencv() -> None:
+    """Bad inputs get one line each from us, not OpenCV's or FFmpeg's own warnings."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def _expand(arguments: list[str], recursive: bool) -> list[Source]:
+    try:
+        items = expand_sources(arguments, recursive)
+    except InputError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if not items:
+        raise fail("nothing to measure: give images, folders, videos or -", EXIT_USAGE)
+    return items
+
+
+def _refuse_overwriting_inputs(items: list[Source], targets: list[Path]) -> None:
+    inputs = {s.path.resolve() for s in items if s.path is not None}
+    for target in targets:
+        if target.resolve() in inputs:
+            raise fail(f"{target}: the output would overwrite an input", EXIT_USAGE)
+
+
+def _images(items: list[Source]) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """``(label, RGB image, None)`` per image or video frame, ``(label, None, message)`` per
+    input that cannot be read."""
+    for source in items:
+        if source.kind == "video":
+            assert source.path is not None
+            try:
+                reader = VideoReader(source.path)
+            except ImageReadError as exc:
+                yield source.label, None, str(exc)
+                continue
+            try:
+                for index, frame in reader.frames():
+                    yield f"{source.label}#{index}", frame, None
+            finally:
+                reader.close()
+            continue
+        try:
+            if source.kind == "stdin":
+                image = decode_image(sys.stdin.buffer.read(), "<stdin>")
+            else:
+                assert source.path is not None
+                image = read_image(source.path)
+        except ImageReadError as exc:
+            yield source.label, None, str(exc)
+            continue
+        yield source.label, image, None
+
+
+def _measure(run: FiringRun, items: list[Source], limit: int | None, quiet: bool) -> bool:
+    """Measure every input (up to ``limit``); returns whether Ctrl-C stopped the run."""
+    live = not quiet and stderr.is_terminal
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        disable=not live,
+        transient=True,
+    )
+    total = limit if limit is not None and limit < len(items) else None
+    task = progress.add_task("measuring", total=total or len(items))
+    with progress:
+        try:
+            for count, (label, image, error) in enumerate(_images(items)):
+                if limit is not None and count >= limit:
+                    break
+                if image is None:
+                    run.fail(label, error or "unreadable")
+                    stderr.print(f"[bold red]error:[/] {escape(error or label)}", highlight=False)
+                else:
+                    record = run.measure(image, label)
+                    if not quiet and not live:
+                        stderr.print(_one_line(record), highlight=False, markup=False)
+                progress.advance(task)
+        except KeyboardInterrupt:
+            return True
+    return False
+
+
+def _one_line(record: ImageRecord) -> str:
+    size = "x".join(str(v) for v in record.size or [])
+    network = "x".join(str(v) for v in record.network_size or [])
+    count = (record.spikes or 0) / max(record.outputs or 1, 1)
+    text = f"{record.path}: {size} -> {network}, {record.spikes:,} spikes, mean count {count:.3f}"
+    if record.energy_mj is not None:
+        text += f", {record.energy_mj:.3f} mJ (conventional {record.conventional_mj:.3f} mJ)"
+    return text + f", {record.time_ms:.0f} ms"
+
+
+# Outputs ---------------------------------------------------------------------------------------
+
+
+def _write_outputs(
+    run: FiringRun, model: str, output_format: str, output: Path | None, plot: Path | None
+) -> None:
+    if output_format == "json":
+        text = json.dumps(run.to_dict(model), indent=2) + "\n"
+    elif output_format == "csv":
+        text = run.csv_text()
+    else:
+        text = None
+    if output is not None:
+        if text is None:
+            buffer = io.StringIO()
+            _print_tables(
+                Console(file=buffer, width=_FILE_WIDTH, color_system=None, emoji=False), run, model
+            )
+            text = buffer.getvalue()
+        data = text.encode()
+        write_atomically(output, lambda tmp: Path(tmp).write_bytes(data))
+    elif text is not None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    elif stdout.is_terminal:
+        _print_tables(stdout, run, model)
+    else:
+        _print_tables(Console(width=_FILE_WIDTH, color_system=None, emoji=False), run, model)
+    if plot is not None:
+        title = f"Firing rate per neuron layer: {Path(model).name}, {run.measured} image(s)"
+        settings = run.settings(model)
+        subtitle = (
+            f"imgsz {settings['imgsz']}, {settings['precision']}; {_stages_short(run)}; "
+            "bar = mean spike count / D"
+        )
+        png = firing_rate_chart(run.layers(), title, subtitle)
+        write_atomically(plot, lambda tmp: Path(tmp).write_bytes(png))
+
+
+def _stages_short(run: FiringRun) -> str:
+    return "all decoder stages (official)" if run.all_stages else "last decoder stage only"
+
+
+def _print_tables(console: Console, run: FiringRun, model: str) -> None:
+    settings = run.settings(model)
+    console.print(
+        f"[bold]Firing rates[/] of {escape(model)}: {run.measured} image(s), imgsz "
+        f"{settings['imgsz']}, {settings['precision']} on {settings['device']}; "
+        f"{escape(run.stages)}",
+        highlight=False,
+    )
+    console.print(_firing_table(run.layers()))
+    console.print(
+        "mean count: spikes per neuron output, in [0, D] (official definition); rate: mean "
+        "count / D, spikes per virtual time step; zeros / saturated: outputs with k = 0 / k = D.",
+        highlight=False,
+    )
+    report = run.energy()
+    if report is not None:
+        console.print(_energy_table(report))
+        console.print(_module_table(report))
+        constants = report.constants
+        console.print(
+            f"Spiking: {constants.ac_pj} pJ per synaptic operation (MACs x mean spike count of "
+            f"the input) and {constants.mac_pj} pJ per real MAC; conventional: {constants.mac_pj}"
+            " pJ per MAC. Every accounting rule and all modules: --format json.",
+            highlight=False,
+        )
+
+
+def _firing_row(layer: LayerFiring, name: str) -> list[str]:
+    return [
+        name,
+        str(layer.levels) if layer.levels else "-",
+        f"{layer.outputs:,}",
+        f"{layer.mean_count:.4f}",
+        f"{layer.rate:.4f}",
+        f"{100 * layer.zero_frac:.1f}%",
+        f"{100 * layer.sat_frac:.1f}%",
+    ]
+
+
+def _firing_table(layers: list[LayerFiring]) -> Table:
+    table = Table(title="Firing rates per neuron layer", title_justify="left")
+    table.add_column("Layer", overflow="fold")
+    for column in ("D", "Outputs", "Mean count", "Rate", "Zeros", "Saturated"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    groups: dict[str, list[LayerFiring]] = {}
+    for layer in layers:
+        groups.setdefault(layer.part, []).append(layer)
+    for part in by_part(layers):
+        table.add_row(*_firing_row(part, f"[bold]{part.name}[/]"), style="bold")
+        for layer in groups[part.name]:
+            table.add_row(*_firing_row(layer, "  " + escape(layer.name)))
+        table.add_section()
+    table.add_row(*_firing_row(pooled("total", layers), "[bold]total[/]"), style="bold")
+    return table
+
+
+def _energy_table(report: EnergyReport) -> Table:
+    table = Table(title="Energy per image", title_justify="left")
+    table.add_column("Part", overflow="fold")
+    for column in (
+        "MACs (G)",
+        "SOPs (G)",
+        "Real MACs (G)",
+        "Spiking (mJ)",
+        "Conventional (mJ)",
+        "Ratio",
+    ):
+        table.add_column(column, justify="right", no_wrap=True)
+    for total in [*report.by_part(), report.total()]:
+        bold = total.name == "total"
+        if bold:
+            table.add_section()
+        table.add_row(
+            total.name,
+            f"{total.macs / 1e9:.3f}",
+            f"{total.sops / 1e9:.3f}",
+            f"{total.real_macs / 1e9:.3f}",
+            f"{total.energy_mj:.4f}",
+            f"{total.conventional_mj:.4f}",
+            f"{total.ratio:.2f}x",
+            style="bold" if bold else None,
+        )
+    return table
+
+
+def _module_table(report: EnergyReport) -> Table:
+    modules = sorted(report.by_module(), key=lambda t: -t.energy_mj)[:_TOP_MODULES]
+    table = Table(title=f"The {len(modules)} most expensive modules", title_justify="left")
+    table.add_column("Module", overflow="fold")
+    for column in ("MACs (G)", "SOPs (G)", "Spiking (mJ)", "Conventional (mJ)"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for total in modules:
+        table.add_row(
+            escape(total.name or "(model)"),
+            f"{total.macs / 1e9:.3f}",
+            f"{total.sops / 1e9:.3f}",
+            f"{total.energy_mj:.4f}",
+            f"{total.conventional_mj:.4f}",
+        )
+    return table

@@ -1,0 +1,269 @@
+"""Firing rates (and energy) of a model over a set of images, one stateless forward per image.
+
+This is ``s2f firing-rates`` as a library: ``FiringRun`` preprocesses each RGB image as the official
+test pipeline does (``inference.preprocess``), runs the *reference* network (BatchNorm unfolded,
+attention in the official q.k^T-first order, all T copies) in evaluation mode under a
+``FiringRateMonitor`` and, optionally, an ``EnergyMeter``, and assembles JSON/CSV reports.
+
+What is measured: by default every decoder stage is embedded (``model(x, return_aux=True)``), as
+in the official code, where the head always computes all seven stages even at inference; this is
+the definition of the official firing table (the mask-embedding neurons see the stacked seven
+stages). ``all_stages=False`` measures the s2f inference path instead, which embeds only the last
+stage; only the mask-embedding neurons and the mask-embedding energy change.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..inference.devices import PRECISIONS, resolve_device, resolve_precision
+from ..inference.preprocess import normalize, resize_image
+from ..modeling.spike2former import Spike2Former
+from .energy import EnergyConstants, EnergyMeter, EnergyReport, accounting_table
+from .monitor import FiringRateMonitor, LayerFiring, by_part, pooled
+
+DEFINITIONS = {
+    "D": "virtual time steps of the layer: its neurons emit an integer count k in [0, D] as k "
+    "binary spikes (4 in the SDT-V3 backbone, 8 elsewhere)",
+    "scale": "constant the layer's output is multiplied by (the mask embedding's alpha = 4); "
+    "folded into the next weights, it does not change the spike count",
+    "outputs": "neuron outputs observed, summed over all images",
+    "spikes": "binary spikes emitted, i.e. the sum of k over those outputs",
+    "mean_count": "spikes / outputs: mean integer spike count per output per real time step, in "
+    "[0, D]; the official definition (tools/cal_firing_num.py: mean of output x D)",
+    "rate": "mean_count / D: probability of a spike at one virtual time step, in [0, 1]",
+    "zero_frac": "fraction of outputs with k = 0",
+    "sat_frac": "fraction of outputs with k = D",
+    "pooled": "parts and totals pool their layers: mean_count = spikes / outputs and rate = "
+    "spikes / sum(outputs x D)",
+    "images": "each image is resized and normalised as the official test pipeline, then run "
+    "alone (batch of one) through the network in evaluation mode; neurons are stateless, so "
+    "no state carries over between images",
+}
+ENERGY_DEFINITIONS = {
+    "macs": "dense multiply-accumulates of the operation per image (FlopCounterMode FLOPs / 2, "
+    "or 4 per value for bilinear interpolation)",
+    "sops": "synaptic operations per image: macs x mean spike count of the spike operand, "
+    "measured on the very tensor multiplied",
+    "energy_mj": "0.9 pJ x sops for spike-driven operations, 4.6 pJ x macs for real ones; mJ "
+    "per image",
+    "conventional_mj": "the same network run as a conventional (non-spiking) one: 4.6 pJ x macs",
+    "ratio": "conventional_mj / energy_mj",
+}
+CSV_COLUMNS = (
+    "section",
+    "part",
+    "name",
+    "op",
+    "rule",
+    "D",
+    "outputs",
+    "spikes",
+    "mean_count",
+    "rate",
+    "zero_frac",
+    "sat_frac",
+    "macs",
+    "sops",
+    "energy_mj",
+    "conventional_mj",
+    "ratio",
+    "spike_input",
+)
+
+
+@dataclass
+class ImageRecord:
+    """One input: its status and, when measured, its own totals."""
+
+    path: str
+    status: str = "ok"
+    message: str = ""
+    size: list[int] | None = None
+    network_size: list[int] | None = None
+    spikes: int | None = None
+    outputs: int | None = None
+    energy_mj: float | None = None
+    conventional_mj: float | None = None
+    time_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+
+
+class FiringRun:
+    """Measures firing rates (and energy) image by image; see the module docstring.
+
+    Args:
+        model: the network; a private evaluation-mode copy is measured.
+        device, precision, imgsz: as ``inference.predictor.Predictor`` (imgsz: short side,
+            default the model's test size, 0 = native size).
+        all_stages: embed every decoder stage (official definition) or only the last one.
+        energy: also measure energy (slower: every torch call is inspected).
+    """
+
+    def __init__(
+        self,
+        model: Spike2Former,
+        device: str = "auto",
+        precision: str = "fp32",
+        imgsz: int | None = None,
+        all_stages: bool = True,
+        energy: bool = False,
+        constants: EnergyConstants | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype, self.precision_note = resolve_precision(self.device, precision)
+        self.network = copy.deepcopy(model).eval().to(device=self.device, dtype=self.dtype)
+        self.imgsz = model.config.test_size if imgsz is None else imgsz
+        self.all_stages = all_stages
+        self.monitor = FiringRateMonitor(self.network)
+        self.meter = EnergyMeter(self.network, constants) if energy else None
+        self.records: list[ImageRecord] = []
+
+    @property
+    def precision(self) -> str:
+        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+
+    @property
+    def stages(self) -> str:
+        if self.all_stages:
+            return (
+                "all decoder stages embedded (official definition: the official head computes "
+                "all of them at inference too)"
+            )
+        return "last decoder stage only (the s2f inference path)"
+
+    def measure(self, image: np.ndarray, label: str) -> ImageRecord:
+        """Run one ``HxWx3`` uint8 RGB image; its statistics join the run's totals."""
+        start = time.perf_counter()
+        resized = resize_image(image, self.imgsz)
+        batch = normalize(resized, self.dtype)[None].to(self.device)
+        before = self._totals()
+        with ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(self.monitor)
+            if self.meter is not None:
+                stack.enter_context(self.meter)
+            self.network(batch, return_aux=self.all_stages)
+        after = self._totals()
+        record = ImageRecord(
+            path=label,
+            size=[int(image.shape[0]), int(image.shape[1])],
+            network_size=[int(resized.shape[0]), int(resized.shape[1])],
+            spikes=after[0] - before[0],
+            outputs=after[1] - before[1],
+            time_ms=1000 * (time.perf_counter() - start),
+        )
+        if self.meter is not None:
+            record.energy_mj = after[2] - before[2]
+            record.conventional_mj = after[3] - before[3]
+        self.records.append(record)
+        return record
+
+    def fail(self, label: str, message: str) -> ImageRecord:
+        """Record an input that could not be read."""
+        record = ImageRecord(path=label, status="error", message=message)
+        self.records.append(record)
+        return record
+
+    def _totals(self) -> tuple[int, int, float, float]:
+        total = pooled("total", self.monitor.records())
+        if self.meter is None:
+            return total.spikes, total.outputs, 0.0, 0.0
+        report = self.meter.report()
+        energy = report.total()
+        images = max(report.images, 1)
+        return (
+            total.spikes,
+            total.outputs,
+            energy.energy_mj * images,
+            energy.conventional_mj * images,
+        )
+
+    # Results -----------------------------------------------------------------------------------
+
+    @property
+    def measured(self) -> int:
+        return sum(r.status == "ok" for r in self.records)
+
+    def layers(self) -> list[LayerFiring]:
+        return self.monitor.records()
+
+    def energy(self) -> EnergyReport | None:
+        return self.meter.report() if self.meter is not None else None
+
+    def settings(self, model: str) -> dict[str, Any]:
+        return {
+            "model": model,
+            "device": str(self.device),
+            "precision": self.precision,
+            "imgsz": self.imgsz,
+            "stages": self.stages,
+            "network": "reference network in evaluation mode (BatchNorm not folded, attention "
+            "in the official order q.k^T first, all T copies)",
+            "images": self.measured,
+            "failed": len(self.records) - self.measured,
+        }
+
+    def to_dict(self, model: str) -> dict[str, Any]:
+        """The JSON document: definitions and settings first, then per-image records, layers,
+        parts and total, and the energy section when measured."""
+        layers = self.layers()
+        document: dict[str, Any] = {
+            "tool": "s2f firing-rates",
+            "definitions": DEFINITIONS,
+            "settings": self.settings(model),
+            "images": [r.as_dict() for r in self.records],
+            "layers": [layer.as_dict() for layer in layers],
+            "parts": [part.as_dict() for part in by_part(layers)],
+            "total": pooled("total", layers).as_dict(),
+        }
+        report = self.energy()
+        if report is not None:
+            document["energy"] = {
+                "definitions": ENERGY_DEFINITIONS,
+                "constants_pj": asdict(report.constants),
+                "accounting": accounting_table(),
+                "per": "image (averaged over the measured images)",
+                "parts": [t.as_dict() for t in report.by_part()],
+                "total": report.total().as_dict(),
+                "modules": [t.as_dict() for t in report.by_module()],
+                "operations": report.operation_rows(),
+            }
+        return document
+
+    def csv_text(self) -> str:
+        """One CSV table: ``section`` is layer, part or total (firing), and with energy also
+        operation, energy-part and energy-total (per-image values)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        layers = self.layers()
+        for section, rows in (
+            ("layer", layers),
+            ("part", by_part(layers)),
+            ("total", [pooled("total", layers)]),
+        ):
+            for layer in rows:
+                writer.writerow({"section": section, **layer.as_dict()})
+        report = self.energy()
+        if report is not None:
+            for row in report.operation_rows():
+                writer.writerow({"section": "operation", "name": row["module"], **row})
+            for section, totals in (
+                ("energy-part", report.by_part()),
+                ("energy-total", [report.total()]),
+            ):
+                for total in totals:
+                    writer.writerow({"section": section, "part": total.name, **total.as_dict()})
+        return out.getvalue()
