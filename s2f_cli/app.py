@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from . import convert, download, firing_rates, models, segment
+from . import convert, download, evaluate, firing_rates, models, segment, train
 
 app = typer.Typer(
     name="s2f",
@@ -19,6 +19,8 @@ app.command("convert")(convert.convert)
 app.command("download")(download.download)
 app.command("models")(models.models)
 app.command("segment")(segment.segment)
+app.command("train")(train.train_command)
+app.command("eval")(evaluate.evaluate_command)
 app.command("firing-rates")(firing_rates.firing_rates)
 
 

@@ -27,8 +27,9 @@ from .model_file import load_weights, save_model
 from .modeling.spike2former import Spike2Former
 
 # Modules whose objects may appear around the weights in an mmengine checkpoint (message hub,
-# meta data). They are never imported: each such global is mapped to ``_Inert``.
-_FRAMEWORK_MODULES = ("mmengine", "mmcv", "mmseg", "mmdet", "numpy")
+# meta data) or an ImageNet backbone checkpoint (the training arguments, an argparse.Namespace).
+# They are never imported: each such global is mapped to ``_Inert``.
+_FRAMEWORK_MODULES = ("mmengine", "mmcv", "mmseg", "mmdet", "numpy", "argparse")
 
 
 class _Inert:
@@ -41,9 +42,14 @@ class _Inert:
         pass
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+def read_state_dict(
+    path: str | os.PathLike[str], containers: tuple[str, ...] = ("state_dict",)
+) -> dict[str, Tensor]:
     """The weights of an official checkpoint (``.pth`` dict with ``state_dict``, a bare state
-    dict, or ``.safetensors`` with official key names), keys with any ``module.`` prefix removed."""
+    dict, or ``.safetensors`` with official key names), keys with any ``module.`` prefix removed.
+
+    ``containers``: keys under which a ``.pth`` dict may hold the weights, tried in order
+    (ImageNet classification checkpoints use ``model``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
@@ -54,8 +60,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     else:
         state = _load_pickled(path)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    for container in containers:
+        if isinstance(state, dict) and isinstance(state.get(container), dict):
+            state = state[container]
+            break
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{path}: no state dict inside (expected a dict of tensors)")
     tensors = {}

@@ -1,0 +1,209 @@
+"""``s2f eval``: aAcc, mIoU, mAcc and per-class IoU/Acc of a model on a dataset split."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import numpy as np
+import torch
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from spike2former.atomic import write_atomically
+from spike2former.datasets import FORMATS, DatasetError
+from spike2former.metrics import SegmentationScores
+from spike2former.model_file import load_model
+from spike2former.training import DataSpec, evaluate, init_distributed
+from spike2former.training.distributed import DistributedError, shutdown
+from spike2former.training.evaluate import default_stride
+
+from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .model_option import ModelOption, OfflineOption, model_path
+from .size_option import parse_size
+
+
+def evaluate_command(
+    model: ModelOption,
+    data: Annotated[Path, typer.Option(metavar="DIR", help="Dataset root.", show_default=False)],
+    dataset_format: Annotated[
+        str,
+        typer.Option("--format", help=f"Dataset layout: {', '.join(FORMATS)}.", show_default=False),
+    ],
+    split: Annotated[str, typer.Option(help="Split to score.")] = "val",
+    mode: Annotated[
+        str, typer.Option(help="whole (the official test) or slide (sliding windows).")
+    ] = "whole",
+    crop_size: Annotated[
+        str | None,
+        typer.Option(metavar="S|HxW", help="Slide window.", show_default="the test size"),
+    ] = None,
+    stride: Annotated[
+        str | None,
+        typer.Option(metavar="S|HxW", help="Slide step.", show_default="2/3 of the window"),
+    ] = None,
+    imgsz: Annotated[
+        int | None,
+        typer.Option(min=1, help="Short side fed to the network.", show_default="the model's"),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[
+        int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
+    ] = 0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the scores as JSON on stdout.")
+    ] = False,
+    save_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Write each predicted label map as DIR/NAME.png.",
+            show_default=False,
+        ),
+    ] = None,
+    offline: OfflineOption = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress or notes; results still print.")
+    ] = False,
+) -> None:
+    """Score a model on a dataset split like mmseg's IoUMetric (percentages)."""
+    if dataset_format not in (*FORMATS, "cocostuff"):
+        raise fail(
+            f"unknown dataset format {dataset_format!r}; choose one of {', '.join(FORMATS)} "
+            "(or cocostuff, either COCO-Stuff layout)",
+            EXIT_USAGE,
+        )
+    if mode not in ("whole", "slide"):
+        raise fail(f"--mode is whole or slide, not {mode!r}", EXIT_USAGE)
+    if mode == "whole" and (crop_size or stride):
+        raise fail("--crop-size and --stride apply to --mode slide", EXIT_USAGE)
+    window = parse_size(crop_size, "--crop-size") if crop_size else None
+    step = parse_size(stride, "--stride") if stride else None
+    if not data.is_dir():
+        raise fail(f"--data {data}: no such directory", EXIT_USAGE)
+    if threads:
+        torch.set_num_threads(threads)
+
+    with reported_errors():
+        try:
+            context = init_distributed(device)
+        except DistributedError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    try:
+        with reported_errors():
+            network = load_model(model_path(model, offline), context.device)
+            classes = network.config.head.num_classes
+            spec = DataSpec.of(dataset_format, data, val_split=split, num_classes=classes)
+            names = spec.class_names()
+            if names is not None and len(names) > classes:
+                raise fail(
+                    f"the dataset has {len(names)} classes but the model {classes}", EXIT_USAGE
+                )
+            dataset = spec.build(split)
+            size = imgsz or network.config.test_size
+            if mode == "slide" and window is None:
+                if not size:
+                    raise fail(
+                        "the model is evaluated at the images' own size: give --crop-size for "
+                        "--mode slide",
+                        EXIT_USAGE,
+                    )
+                window = (size, size)
+            if mode == "slide" and step is None:
+                step = default_stride(window)  # type: ignore[arg-type]
+            save = _prediction_writer(save_predictions) if save_predictions else None
+            progress = Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=stderr,
+                disable=quiet or not context.is_main or not stderr.is_terminal,
+                transient=True,
+            )
+            shard = len(range(context.rank, len(dataset), context.world_size))
+            with progress:
+                task = progress.add_task("evaluating", total=shard)
+                scores = evaluate(
+                    network,
+                    dataset,
+                    context=context,
+                    test_size=size,
+                    mode=mode,  # type: ignore[arg-type]
+                    crop_size=window,
+                    stride=step,
+                    on_prediction=save,
+                    on_image=lambda: progress.advance(task),
+                )
+    finally:
+        shutdown(context)
+    if not context.is_main:
+        return
+    if json_output:
+        stdout.print(json.dumps(scores_as_json(scores)), highlight=False, markup=False)
+        return
+    stdout.print(_table(scores))
+    if not quiet:
+        detail = ""
+        if window and step:
+            detail = f" (window {window[0]}x{window[1]}, stride {step[0]}x{step[1]})"
+        stderr.print(
+            f"{len(dataset)} images of {escape(str(data))} ({split}), {mode} inference{detail}",
+            highlight=False,
+        )
+
+
+def scores_as_json(scores: SegmentationScores) -> dict[str, object]:
+    """``{"mIoU", "mAcc", "aAcc", "per_class": {name: {"IoU", "Acc"}}}`` in percent; undefined
+    values (a class absent from labels and predictions) are null."""
+    return {
+        "mIoU": _number(scores.mIoU),
+        "mAcc": _number(scores.mAcc),
+        "aAcc": _number(scores.aAcc),
+        "per_class": {
+            name: {"IoU": _number(iou), "Acc": _number(acc)}
+            for name, iou, acc in zip(
+                scores.class_names, scores.per_class_iou, scores.per_class_acc, strict=True
+            )
+        },
+    }
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 4)
+
+
+def _prediction_writer(folder: Path):  # noqa: ANN202 - a closure
+    def write(name: str, labels: np.ndarray) -> None:
+        ok, encoded = cv2.imencode(".png", labels)
+        if not ok:
+            raise DatasetError(f"cannot encode the prediction of {name} as PNG")
+        data = encoded.tobytes()
+        write_atomically(folder / f"{name}.png", lambda tmp: Path(tmp).write_bytes(data))
+
+    return write
+
+
+def _table(scores: SegmentationScores) -> Table:
+    table = Table(title="Per-class results (%)", title_justify="left")
+    table.add_column("Class")
+    table.add_column("IoU", justify="right")
+    table.add_column("Acc", justify="right")
+    for name, iou, acc in zip(
+        scores.class_names, scores.per_class_iou, scores.per_class_acc, strict=True
+    ):
+        table.add_row(escape(name), _cell(iou), _cell(acc))
+    table.add_section()
+    table.add_row("[bold]aAcc[/]", _cell(scores.aAcc), "")
+    table.add_row("[bold]mIoU[/]", _cell(scores.mIoU), "")
+    table.add_row("[bold]mAcc[/]", "", _cell(scores.mAcc))
+    return table
+
+
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"

@@ -1,0 +1,434 @@
+"""``s2f train``: train a preset or fine-tune a model file, resumably, on one or many processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from spike2former.build import build_model
+from spike2former.datasets import FORMATS, DatasetError
+from spike2former.model_file import load_model
+from spike2former.presets import PRESETS
+from spike2former.training import (
+    DataSpec,
+    RunFolderError,
+    TrainJob,
+    fit_model_to_data,
+    init_distributed,
+    load_backbone,
+    recipe_for,
+    recipe_name_for,
+    resume,
+    train,
+)
+from spike2former.training.distributed import (
+    DistributedContext,
+    DistributedError,
+    broadcast_object,
+    shutdown,
+)
+from spike2former.training.recipe import PIPELINES, RECIPES
+
+from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .model_option import OfflineOption, backbone_path, model_path
+from .run_dir import make_run_dir
+from .size_option import parse_size
+
+DEFAULT_PROJECT = Path("runs/train")
+
+
+def train_command(
+    preset: Annotated[
+        str | None,
+        typer.Option(help=f"Train a fresh network: {', '.join(PRESETS)}.", show_default=False),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME|PATH",
+            help="Fine-tune a model file or registered model instead.",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Dataset root.", show_default=False)
+    ] = None,
+    dataset_format: Annotated[
+        str | None,
+        typer.Option("--format", help=f"Dataset layout: {', '.join(FORMATS)}.", show_default=False),
+    ] = None,
+    num_classes: Annotated[
+        int | None, typer.Option(min=1, help="Classes of the head (rebuilds the class layer).")
+    ] = None,
+    init_backbone: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE|NAME",
+            help="ImageNet backbone weights (a path or a registered backbone).",
+            show_default=False,
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Recipe to start from: {', '.join(RECIPES)}.",
+            show_default="the preset's, or the official one for the model and dataset",
+        ),
+    ] = None,
+    iters: Annotated[
+        int | None,
+        typer.Option(min=1, help="Training iterations (the poly decay's end moves in proportion)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Images per step and process.")
+    ] = None,
+    crop_size: Annotated[
+        str | None, typer.Option(metavar="S|HxW", help="Training crop.", show_default=False)
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0.0, help="Base learning rate (used as given).")
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(min=0.0, help="AdamW weight decay.")] = None,
+    warmup_iters: Annotated[int | None, typer.Option(min=0, help="Linear warm-up length.")] = None,
+    poly_end: Annotated[
+        int | None, typer.Option(min=1, help="Iteration at which the poly decay reaches 0.")
+    ] = None,
+    clip_grad: Annotated[
+        float | None, typer.Option(min=0.0, help="Global gradient-norm clip; 0 = none.")
+    ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(help=f"Training augmentation: {', '.join(PIPELINES)}.", show_default=False),
+    ] = None,
+    eval_interval: Annotated[
+        int | None, typer.Option(min=1, help="Validate every N iterations.")
+    ] = None,
+    checkpoint_interval: Annotated[
+        int | None, typer.Option(min=1, help="Checkpoint every N iterations.")
+    ] = None,
+    test_size: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Short side validation and the saved models resize images to; 0 = native.",
+            show_default="the model's; 0 with the random_crop pipeline",
+        ),
+    ] = None,
+    train_split: Annotated[str, typer.Option(help="Training split.")] = "train",
+    val_split: Annotated[
+        str, typer.Option(help="Validation split; 'none' trains without validation.")
+    ] = "val",
+    amp: Annotated[
+        bool, typer.Option("--amp", help="Mixed precision (bf16; fp16 on GPUs without bf16).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and data order.")] = 0,
+    log_interval: Annotated[int, typer.Option(min=1, help="Log every N iterations.")] = 50,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[
+        int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
+    ] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="RUN",
+            help="Run folder (refused if it exists, unless --resume).",
+            show_default="runs/train/run, run2, ...",
+        ),
+    ] = None,
+    resume_run: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    offline: OfflineOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Train Spike2Former with the official recipe; resumable, and data-parallel under torchrun."""
+    given = {
+        "--preset": preset,
+        "--model": model,
+        "--data": data,
+        "--format": dataset_format,
+        "--num-classes": num_classes,
+        "--init-backbone": init_backbone,
+        "--recipe": recipe,
+        "--test-size": test_size,
+        # options with defaults: only a changed value can be told apart from "not given"
+        "--amp": amp or None,
+        "--seed": seed or None,
+        "--log-interval": None if log_interval == 50 else log_interval,
+        "--train-split": None if train_split == "train" else train_split,
+        "--val-split": None if val_split == "val" else val_split,
+    }
+    overrides = {
+        "iters": iters,
+        "batch_size": batch_size,
+        "crop_size": parse_size(crop_size, "--crop-size") if crop_size is not None else None,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "warmup_iters": warmup_iters,
+        "poly_end": poly_end,
+        "clip_grad": clip_grad,
+        "pipeline": pipeline,
+        "eval_interval": eval_interval,
+        "checkpoint_interval": checkpoint_interval,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if resume_run:
+        _check_resume_arguments(out, given, overrides)
+    else:
+        _check_new_run_arguments(preset, model, data, dataset_format, out)
+    if threads:
+        torch.set_num_threads(threads)
+
+    with reported_errors():
+        try:
+            context = init_distributed(device)
+        except DistributedError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    try:
+        callbacks = _Progress(quiet or not context.is_main)
+        with reported_errors(), callbacks:
+            try:
+                if resume_run:
+                    result = resume(out, context, workers=workers, callbacks=callbacks)  # type: ignore[arg-type]
+                else:
+                    network, job, notes = _new_run(
+                        preset, model, data, dataset_format, num_classes, init_backbone, recipe,
+                        overrides, test_size, train_split, val_split, amp, seed, log_interval,
+                        offline,
+                    )  # fmt: skip
+                    if context.is_main and not quiet:
+                        for note in notes:
+                            stderr.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+                    run_dir = _run_dir(out, context)
+                    result = train(
+                        network, job, run_dir, context, workers=workers, callbacks=callbacks
+                    )
+            except RunFolderError as exc:
+                raise fail(str(exc), EXIT_USAGE) from None
+    finally:
+        shutdown(context)
+    if context.is_main:
+        if not quiet:
+            best = (
+                f"; best mIoU {result.best_miou:.2f} at iteration {result.best_iteration}"
+                if result.best_miou is not None
+                else ""
+            )
+            stderr.print(
+                f"Trained to iteration {result.iteration}{best}. Run saved to "
+                f"[bold]{escape(str(result.run_dir))}[/]",
+                highlight=False,
+            )
+        stdout.print(str(result.run_dir), highlight=False, markup=False)
+
+
+def _check_resume_arguments(
+    out: Path | None, given: dict[str, object], overrides: dict[str, object]
+) -> None:
+    if out is None:
+        raise fail("--resume continues the run given with --out RUN", EXIT_USAGE)
+    extra = [name for name, value in given.items() if value is not None]
+    extra += ["--" + key.replace("_", "-") for key in overrides]
+    if extra:
+        raise fail(
+            f"--resume continues {out} with its saved settings; leave out {', '.join(extra)}",
+            EXIT_USAGE,
+        )
+
+
+def _check_new_run_arguments(
+    preset: str | None,
+    model: str | None,
+    data: Path | None,
+    dataset_format: str | None,
+    out: Path | None,
+) -> None:
+    if (preset is None) == (model is None):
+        raise fail(
+            "give either --preset NAME (a fresh network) or --model NAME|PATH (fine-tuning)",
+            EXIT_USAGE,
+        )
+    if preset is not None and preset not in PRESETS:
+        raise fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", EXIT_USAGE)
+    if data is None or dataset_format is None:
+        raise fail("--data DIR and --format FORMAT are required for a new run", EXIT_USAGE)
+    if dataset_format not in (*FORMATS, "cocostuff"):
+        raise fail(
+            f"unknown dataset format {dataset_format!r}; choose one of {', '.join(FORMATS)} "
+            "(or cocostuff, either COCO-Stuff layout)",
+            EXIT_USAGE,
+        )
+    if not data.is_dir():
+        raise fail(f"--data {data}: no such directory", EXIT_USAGE)
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise fail(
+            f"{out} already exists; pass --resume to continue that run, or choose another --out",
+            EXIT_USAGE,
+        )
+
+
+def _new_run(
+    preset: str | None,
+    model_spec: str | None,
+    data: Path | None,
+    dataset_format: str | None,
+    num_classes: int | None,
+    init_backbone: str | None,
+    recipe_name: str | None,
+    overrides: dict[str, Any],
+    test_size: int | None,
+    train_split: str,
+    val_split: str,
+    amp: bool,
+    seed: int,
+    log_interval: int,
+    offline: bool,
+) -> tuple[Any, TrainJob, list[str]]:
+    """The starting network and the resolved job; notes for the user."""
+    assert data is not None and dataset_format is not None
+    spec = DataSpec.of(
+        dataset_format,
+        data,
+        train_split=train_split,
+        val_split=None if val_split.lower() in ("", "none") else val_split,
+    )
+    torch.manual_seed(seed)
+    if preset is not None:
+        network = build_model(preset)
+    else:
+        assert model_spec is not None
+        network = load_model(model_path(model_spec, offline)).train()
+    recipe_name = recipe_name or preset or recipe_name_for(network.config, spec.format)
+    try:
+        base = recipe_for(recipe_name)
+    except KeyError as exc:
+        raise fail(str(exc.args[0]), EXIT_USAGE) from None
+    try:
+        recipe = base.overridden(**overrides)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    notes = []
+    if test_size is None and recipe.pipeline == "random_crop":
+        test_size = 0  # trained at the images' own scale: evaluate them at it too
+    try:
+        network, note = fit_model_to_data(network, spec, num_classes, test_size)
+    except DatasetError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if note:
+        notes.append(note)
+    if init_backbone is not None:
+        report = load_backbone(network, backbone_path(init_backbone, offline))
+        notes.append(f"--init-backbone {init_backbone}: {report.summary()}")
+    job = TrainJob(
+        recipe=recipe,
+        data=spec,
+        seed=seed,
+        amp=amp,
+        log_interval=log_interval,
+        init={
+            "preset": preset,
+            "model": model_spec,
+            "recipe": recipe_name,
+            "init_backbone": init_backbone,
+        },
+    )
+    return network, job, notes
+
+
+def _run_dir(out: Path | None, context: DistributedContext) -> Path:
+    """``--out``, or a new ``runs/train/runN`` chosen by rank 0."""
+    if out is not None:
+        return out
+    chosen = None
+    if context.is_main:
+        try:
+            chosen = str(make_run_dir(DEFAULT_PROJECT, "run"))
+        except OSError as exc:
+            raise fail(f"cannot create the run folder ({exc})") from None
+    return Path(broadcast_object(chosen, context))  # type: ignore[arg-type]
+
+
+class _Progress:
+    """Rich progress on stderr (rank 0): loss, lr, it/s, ETA; log lines where stderr is not a
+    terminal, and validation results always."""
+
+    def __init__(self, silent: bool) -> None:
+        self.silent = silent
+        self.live = not silent and stderr.is_terminal
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
+            TextColumn("{task.fields[speed]}"),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=not self.live,
+        )
+        self.task: Any = None
+        self.last_time = 0.0
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def on_start(self, start: int, total: int, job: TrainJob) -> None:
+        self.task = self.progress.add_task(
+            "training", total=total, completed=start, loss=float("nan"), lr=0.0, speed=""
+        )
+        if not self.silent and start >= job.recipe.iters:
+            self._line(f"The run is complete: {start} of {job.recipe.iters} iterations.")
+        elif not self.silent:
+            recipe = job.recipe
+            self._line(
+                f"Training iterations {start + 1}..{recipe.iters}, batch {recipe.batch_size} "
+                f"per process, crop {recipe.crop_size[0]}x{recipe.crop_size[1]}, "
+                f"{recipe.pipeline}"
+            )
+
+    def on_iteration(self, iteration: int, loss: float, lr: float) -> None:
+        task = self.progress.tasks[0] if self.progress.tasks else None
+        speed = f"{task.speed:.2f} it/s" if task is not None and task.speed else ""
+        self.progress.update(self.task, completed=iteration, loss=loss, lr=lr, speed=speed)
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        if not self.silent and not self.live:
+            self._line(
+                f"iter {record['iter']}: loss {record['loss']:.4f}, lr {record['lr']:.3e}, "
+                f"{record['images_per_s']} images/s"
+            )
+
+    def on_eval(self, record: dict[str, Any]) -> None:
+        if not self.silent:
+            self._line(
+                f"iter {record['iter']}: val mIoU {_pct(record['mIoU'])}, mAcc "
+                f"{_pct(record['mAcc'])}, aAcc {_pct(record['aAcc'])} (best "
+                f"{_pct(record['best_mIoU'])})"
+            )
+
+    def on_checkpoint(self, iteration: int) -> None:
+        return None
+
+    def _line(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False, markup=False)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.2f}"

@@ -1,0 +1,44 @@
+"""Training and evaluation: the official recipe, a resumable loop, data parallelism.
+
+- ``recipe``: ``TrainRecipe`` and ``recipe_for(preset)``, the official settings as data;
+- ``optim``: the AdamW parameter groups and the warm-up + poly schedule;
+- ``data``: training pipelines and the resumable, distributed data order;
+- ``setup``: ``DataSpec`` (which dataset) and fitting a network to its classes;
+- ``initial``: ImageNet backbone weights, class-layer changes for fine-tuning;
+- ``loop``: ``train`` and ``resume``, the loop itself;
+- ``checkpoint``: run folders and crash-safe checkpoints;
+- ``distributed``: ``torchrun`` process groups (NCCL / gloo) and their helpers;
+- ``evaluate``: dataset-level mIoU with whole-image or sliding-window inference.
+"""
+
+from .checkpoint import RunFolder, RunFolderError
+from .distributed import DistributedContext, init_distributed
+from .evaluate import evaluate
+from .initial import load_backbone, with_classes
+from .loop import TrainJob, TrainResult, resume, train
+from .optim import build_optimizer, build_scheduler, parameter_groups
+from .recipe import RECIPES, TrainRecipe, recipe_for, recipe_name_for
+from .setup import DataSpec, fit_model_to_data
+
+__all__ = [
+    "RECIPES",
+    "DataSpec",
+    "DistributedContext",
+    "RunFolder",
+    "RunFolderError",
+    "TrainJob",
+    "TrainRecipe",
+    "TrainResult",
+    "build_optimizer",
+    "build_scheduler",
+    "evaluate",
+    "fit_model_to_data",
+    "init_distributed",
+    "load_backbone",
+    "parameter_groups",
+    "recipe_for",
+    "recipe_name_for",
+    "resume",
+    "train",
+    "with_classes",
+]

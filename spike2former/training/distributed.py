@@ -1,0 +1,133 @@
+"""Data parallelism through ``torch.distributed``, started by ``torchrun``.
+
+``torchrun --nproc_per_node N ...`` (one node or several) sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; ``init_distributed`` reads them and joins the
+process group with NCCL when the processes use GPUs and gloo on CPUs. Without those variables
+everything runs in one process and the helpers below are no-ops.
+
+Under data parallelism every process keeps its own BatchNorm statistics (plain BN, as the
+official code, whose ``SyncBN`` is never instantiated); DDP broadcasts rank 0's buffers at each
+forward, so rank 0's statistics are the ones saved.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..errors import S2FError
+
+
+class DistributedError(S2FError):
+    """The process group cannot be set up as the environment describes."""
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands: its rank among ``world_size`` and the device it trains on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes checkpoints."""
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(device: str = "auto") -> DistributedContext:
+    """Join the process group torchrun describes (if any) and choose this process's device.
+
+    ``device``: ``auto`` (CUDA when available, else CPU), ``cpu``, or ``cuda``; under torchrun
+    each process takes GPU ``LOCAL_RANK``. Backend: NCCL for CUDA, gloo for CPU.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise DistributedError(f"unknown device {device!r}; use auto, cpu or cuda")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise DistributedError("device 'cuda' requested but CUDA is not available here")
+    if not launched_by_torchrun():
+        return DistributedContext(device=torch.device("cuda" if use_cuda else "cpu"))
+    rank = int(os.environ["RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise DistributedError(
+                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
+                "start at most one process per GPU"
+            )
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            device_id=chosen if use_cuda else None,
+        )
+    return DistributedContext(rank, world_size, local_rank, chosen)
+
+
+def shutdown(context: DistributedContext) -> None:
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, context: DistributedContext) -> nn.Module:
+    """``DistributedDataParallel`` around ``model`` when there are several processes."""
+    if not context.distributed:
+        return model
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def all_reduce_sum_(tensor: Tensor, context: DistributedContext) -> Tensor:
+    """Sum ``tensor`` over all processes, in place (on the process's device for NCCL)."""
+    if context.distributed:
+        on_device = tensor.to(context.device)
+        dist.all_reduce(on_device)
+        tensor.copy_(on_device)
+    return tensor
+
+
+def all_reduce_mean(values: list[float], context: DistributedContext) -> list[float]:
+    """Mean of each value over all processes (mmdet's ``reduce_mean``)."""
+    if not context.distributed:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    all_reduce_sum_(tensor, context)
+    return (tensor / context.world_size).tolist()
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def broadcast_object(value: object, context: DistributedContext) -> object:
+    """Rank 0's ``value`` on every process."""
+    if not context.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,135 @@
+"""Dataset evaluation as the official test path, whole-image or sliding-window, on one or many
+processes.
+
+Per image (architecture.md §7): keep-ratio resize to the test size (short side ``test_size``,
+long side at most 2048, as the ``Predictor``), normalise, run the network in evaluation mode, turn
+the last stage into per-class scores at the network input size (``combine_masks``), resize them
+bilinearly to the label's size and take the arg-max. The metric is mmseg's ``IoUMetric``:
+per-class areas summed over the whole set (255 ignored) and scored once at the end.
+
+``mode="slide"`` is mmseg's ``slide_inference``: windows of ``crop_size`` every ``stride`` pixels
+over the resized image (the last row and column of windows aligned to the border), the scores of
+overlapping windows averaged. Defaults: a square window of the test size, and a stride of two
+thirds of it, rounded down (mmseg's ADE20K setting, crop 512 and stride 341, at the model's test
+size). The official Spike2Former configs evaluate whole images.
+
+Under data parallelism each process takes every ``world_size``-th image and the areas are summed
+with ``all_reduce``; every process returns the same scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..datasets import SegmentationDataset
+from ..inference.predictor import label_dtype, scores_to_labels
+from ..inference.preprocess import normalize, resize_image
+from ..metrics import IoUMetric, SegmentationScores
+from ..modeling.spike2former import combine_masks
+from .distributed import DistributedContext, all_reduce_sum_
+
+Mode = Literal["whole", "slide"]
+# Called with each image's name and predicted label map [H, W] (at the label's size).
+PredictionCallback = Callable[[str, np.ndarray], None]
+
+
+def default_stride(crop_size: tuple[int, int]) -> tuple[int, int]:
+    """Two thirds of the window, rounded down: 341 for 512 (mmseg's ADE20K slide setting)."""
+    return (crop_size[0] * 2 // 3, crop_size[1] * 2 // 3)
+
+
+def whole_scores(model: nn.Module, images: Tensor) -> Tensor:
+    """Normalised ``[B, 3, H, W]`` -> per-class scores ``[B, K, H, W]`` (last stage)."""
+    out = model(images)
+    return combine_masks(out["class_logits"], out["mask_logits"], images.shape[-2:])
+
+
+def slide_scores(
+    model: nn.Module, images: Tensor, crop_size: tuple[int, int], stride: tuple[int, int]
+) -> Tensor:
+    """mmseg ``slide_inference``: window scores pasted into place and averaged where windows
+    overlap. ``images [B, 3, H, W]`` -> ``[B, K, H, W]``."""
+    crop_h, crop_w = crop_size
+    stride_h, stride_w = stride
+    batch, _, height, width = images.shape
+    rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+    cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+    total: Tensor | None = None
+    count = images.new_zeros((batch, 1, height, width))
+    for row in range(rows):
+        for col in range(cols):
+            y2 = min(row * stride_h + crop_h, height)
+            x2 = min(col * stride_w + crop_w, width)
+            y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
+            window = whole_scores(model, images[:, :, y1:y2, x1:x2])
+            if total is None:
+                total = images.new_zeros((batch, window.shape[1], height, width))
+            total += F.pad(window, (x1, width - x2, y1, height - y2))
+            count[:, :, y1:y2, x1:x2] += 1
+    assert total is not None
+    return total / count
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    dataset: SegmentationDataset,
+    *,
+    context: DistributedContext | None = None,
+    test_size: int | None = None,
+    mode: Mode = "whole",
+    crop_size: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    on_prediction: PredictionCallback | None = None,
+    on_image: Callable[[], None] | None = None,
+) -> SegmentationScores:
+    """Score ``model`` (a ``Spike2Former``, run in evaluation mode) on ``dataset``.
+
+    ``dataset`` must have no transform (items are the stored RGB image and label ids).
+    ``test_size`` defaults to the model's ``config.test_size``. ``on_prediction`` receives each
+    of this process's label maps; ``on_image`` is called after each image (progress).
+    The model is left in the mode it was in.
+    """
+    context = context or DistributedContext(device=next(model.parameters()).device)
+    if mode not in ("whole", "slide"):
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    config = model.config
+    size = config.test_size if test_size is None else test_size
+    window = crop_size or (size, size)
+    step = stride or default_stride(window)
+    num_classes = config.head.num_classes
+    names = config.class_names or _padded_names(dataset.class_names, num_classes)
+    metric = IoUMetric(num_classes, dataset.ignore_index, names)
+    dtype = next(model.parameters()).dtype
+    was_training = model.training
+    model.eval()
+    try:
+        for index in range(context.rank, len(dataset), context.world_size):
+            image, label, name = dataset[index]
+            batch = normalize(resize_image(image, size), dtype)[None].to(context.device)
+            if mode == "whole":
+                scores = whole_scores(model, batch)
+            else:
+                scores = slide_scores(model, batch, window, step)
+            prediction = scores_to_labels(scores[0], label.shape[:2]).cpu()
+            metric.update(prediction, torch.from_numpy(label.astype(np.int64)))
+            if on_prediction is not None:
+                on_prediction(name, prediction.numpy().astype(label_dtype(num_classes)))
+            if on_image is not None:
+                on_image()
+    finally:
+        model.train(was_training)
+    all_reduce_sum_(metric.areas, context)
+    return metric.compute()
+
+
+def _padded_names(names: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
+    if len(names) >= num_classes:
+        return names[:num_classes]
+    return (*names, *(f"unused_{i}" for i in range(len(names), num_classes)))

@@ -1,0 +1,379 @@
+"""The training loop, top to bottom.
+
+``train(model, job, run_dir)`` starts a run, ``resume(run_dir)`` continues one from its last
+checkpoint; both end in ``_run``, which is the whole algorithm:
+
+1. data: the training set with the recipe's augmentation, in the resumable order of
+   ``data.IterationSampler`` (each process its own share under ``torchrun``); the validation set
+   as stored (``evaluate`` resizes it like the official test pipeline);
+2. the official loss (``MaskFormerLoss`` on all stages, with the recipe's class cost), AdamW over
+   the official parameter groups, the warm-up + poly schedule;
+3. per iteration: forward in training mode (all decoder stages), the loss with ``num_masks``
+   averaged over processes (mmdet's ``reduce_mean``), backward (DDP averages the gradients),
+   gradient clipping at the recipe's global norm, optimiser step, schedule step;
+4. every ``log_interval`` iterations a ``metrics.jsonl`` line (each loss term averaged over the
+   interval and over processes, lr, gradient norm, throughput); every ``eval_interval`` a
+   validation (mIoU, mAcc, aAcc; a better mIoU rewrites ``weights/best.safetensors``); every
+   ``checkpoint_interval`` (and at the end) a checkpoint. Rank 0 writes, every rank computes.
+
+``amp``: autocast to bfloat16 on CPUs and on GPUs that support it, else float16 with a
+``GradScaler``; the loss is computed in float32. The official recipe trains in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from ..datasets import DatasetError, SegmentationDataset
+from ..losses import MaskFormerLoss, stack_stages
+from ..modeling.spike2former import Spike2Former
+from .checkpoint import RunFolder, RunFolderError, TrainState, capture_rng, restore_rng
+from .data import train_loader, train_pipeline
+from .distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    wrap,
+)
+from .evaluate import evaluate
+from .optim import build_optimizer, build_scheduler
+from .recipe import TrainRecipe
+from .setup import DataSpec
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """A resolved run: recipe, data and run settings (``config.json`` holds it, with the model
+    configuration and the process count). ``init`` records where the starting weights came from."""
+
+    recipe: TrainRecipe
+    data: DataSpec
+    seed: int = 0
+    amp: bool = False
+    log_interval: int = 50
+    init: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.to_dict(),
+            "data": self.data.to_dict(),
+            "seed": self.seed,
+            "amp": self.amp,
+            "log_interval": self.log_interval,
+            "init": dict(self.init),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainJob:
+        return cls(
+            recipe=TrainRecipe.from_dict(data["recipe"]),
+            data=DataSpec.from_dict(data["data"]),
+            seed=int(data["seed"]),
+            amp=bool(data["amp"]),
+            log_interval=int(data["log_interval"]),
+            init=dict(data.get("init", {})),
+        )
+
+
+class TrainCallbacks(Protocol):
+    """What a front end hears about (rank 0 only). Every method is optional."""
+
+    def on_start(self, start: int, total: int, job: TrainJob) -> None: ...
+    def on_iteration(self, iteration: int, loss: float, lr: float) -> None: ...
+    def on_log(self, record: dict[str, Any]) -> None: ...
+    def on_eval(self, record: dict[str, Any]) -> None: ...
+    def on_checkpoint(self, iteration: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    iteration: int
+    best_miou: float | None
+    best_iteration: int | None
+
+
+def train(
+    model: Spike2Former,
+    job: TrainJob,
+    run_dir: str | os.PathLike[str],
+    context: DistributedContext | None = None,
+    *,
+    workers: int = 0,
+    callbacks: object | None = None,
+) -> TrainResult:
+    """Train ``model`` (already fitted to the data's classes) as ``job`` says, in a new run
+    folder ``run_dir`` (an existing non-empty folder is refused)."""
+    context = context or DistributedContext()
+    if job.data.num_classes is None:
+        job = dataclasses.replace(
+            job,
+            data=dataclasses.replace(job.data, num_classes=model.config.head.num_classes),
+        )
+    datasets = _datasets(job)  # a data problem stops the run before its folder exists
+    run = RunFolder(run_dir)
+    error = None
+    if context.is_main:
+        try:
+            run.create()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every process
+            error = exc
+    error = broadcast_object(error, context)
+    if error is not None:
+        raise error  # type: ignore[misc]
+    if context.is_main:
+        run.write_config(_run_config(model, job, context))
+    return _run(model, job, run, context, datasets, None, workers, callbacks)
+
+
+def resume(
+    run_dir: str | os.PathLike[str],
+    context: DistributedContext | None = None,
+    *,
+    workers: int = 0,
+    callbacks: object | None = None,
+) -> TrainResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
+    context = context or DistributedContext()
+    run = RunFolder(run_dir)
+    run.check_resumable()
+    saved = run.read_config()
+    job = TrainJob.from_dict(saved["job"])
+    if saved.get("processes") != context.world_size:
+        raise RunFolderError(
+            f"{run.root} was trained with {saved.get('processes')} process(es), this is "
+            f"{context.world_size}; resume it with as many (the data order and batch depend on it)"
+        )
+    datasets = _datasets(job)
+    model, state = run.load_checkpoint(context.device)
+    barrier(context)  # every process has read the checkpoint before rank 0 tidies up
+    if context.is_main:
+        run.tidy(state.iteration)
+        run.truncate_metrics(state.iteration)
+    return _run(model, job, run, context, datasets, state, workers, callbacks)
+
+
+def _datasets(job: TrainJob) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+    """The training set, with the recipe's augmentation, and the validation set as stored."""
+    data, recipe = job.data, job.recipe
+    train_set = data.build(
+        data.train_split, train_pipeline(recipe.pipeline, recipe.crop_size), job.seed
+    )
+    if data.val_split is None:
+        return train_set, None
+    try:
+        return train_set, data.build(data.val_split)
+    except DatasetError as exc:
+        raise DatasetError(
+            f"{exc}; to train without validation, set no validation split (--val-split none)"
+        ) from None
+
+
+def _run(
+    model: Spike2Former,
+    job: TrainJob,
+    run: RunFolder,
+    context: DistributedContext,
+    datasets: tuple[SegmentationDataset, SegmentationDataset | None],
+    state: TrainState | None,
+    workers: int,
+    callbacks: object | None,
+) -> TrainResult:
+    recipe, device = job.recipe, context.device
+    callbacks = callbacks if context.is_main else None
+    torch.manual_seed(job.seed)
+
+    # 1. Data (built by ``_datasets``; the training order starts at this run's iteration).
+    train_set, val_set = datasets
+
+    # 2. Network, loss, optimiser, schedule.
+    model = model.to(device).train()
+    criterion = MaskFormerLoss(model.config.head.num_classes, cls_cost=recipe.cls_cost)
+    lr = recipe.scaled_lr(recipe.batch_size * context.world_size)
+    optimizer = build_optimizer(model, recipe, lr)
+    scheduler = build_scheduler(optimizer, recipe)
+    amp_dtype = _amp_dtype(device) if job.amp else None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    start, best_miou, best_iteration = 0, None, None
+    if state is None:
+        if context.is_main:
+            run.save_checkpoint(model, _state(0, optimizer, scheduler, scaler, None, None))
+    else:
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        if state.scaler is not None:
+            scaler.load_state_dict(state.scaler)
+        restore_rng(state.rng)
+        start, best_miou, best_iteration = state.iteration, state.best_miou, state.best_iteration
+
+    network = wrap(model, context)
+    batches = train_loader(train_set, recipe.batch_size, context, job.seed, start, workers)
+    _notify(callbacks, "on_start", start, recipe.iters, job)
+
+    # 3. The iterations.
+    window = _Window()
+    for iteration in range(start, recipe.iters):
+        tick = time.perf_counter()
+        images, labels, _ = next(batches)
+        images, labels = images.to(device, non_blocking=True), labels.to(device)
+        window.data_time += time.perf_counter() - tick
+
+        autocast = torch.autocast(device.type, amp_dtype) if amp_dtype else nullcontext()
+        with autocast:
+            outputs = network(images)
+        class_logits, mask_logits = stack_stages(outputs)
+        (num_masks,) = all_reduce_mean(
+            [criterion.local_mask_count(labels, class_logits.shape[2])], context
+        )
+        losses = criterion(class_logits.float(), mask_logits.float(), labels, num_masks)
+        loss = torch.stack(list(losses.values())).sum()
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = _clip(model, recipe.clip_grad)
+        lr_now = _base_lr(optimizer)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+
+        done = iteration + 1
+        window.add(losses, loss, grad_norm, time.perf_counter() - tick)
+        _notify(callbacks, "on_iteration", done, loss.item(), lr_now)
+
+        # 4. Logs, validation, checkpoints.
+        if done % job.log_interval == 0 or done == recipe.iters:
+            record = window.record(done, lr_now, recipe, context)
+            if context.is_main:
+                run.append_metrics(record)
+                _notify(callbacks, "on_log", record)
+            window = _Window()
+        if val_set is not None and (done % recipe.eval_interval == 0 or done == recipe.iters):
+            scores = evaluate(model, val_set, context=context)
+            record = {"iter": done, "event": "val", "mIoU": scores.mIoU, "mAcc": scores.mAcc}
+            record["aAcc"] = scores.aAcc
+            improved = best_miou is None or scores.mIoU > best_miou
+            if improved:
+                best_miou, best_iteration = scores.mIoU, done
+            record["best_mIoU"] = best_miou
+            if context.is_main:
+                if improved:
+                    run.save_best(model)
+                run.append_metrics(record)
+                _notify(callbacks, "on_eval", record)
+        if done % recipe.checkpoint_interval == 0 or done == recipe.iters:
+            if context.is_main:
+                run.save_checkpoint(
+                    model, _state(done, optimizer, scheduler, scaler, best_miou, best_iteration)
+                )
+                _notify(callbacks, "on_checkpoint", done)
+    barrier(context)
+    return TrainResult(run.root, max(start, recipe.iters), best_miou, best_iteration)
+
+
+def _run_config(model: Spike2Former, job: TrainJob, context: DistributedContext) -> dict[str, Any]:
+    recipe = job.recipe
+    total_batch = recipe.batch_size * context.world_size
+    return {
+        "model": model.config.to_dict(),
+        "job": job.to_dict(),
+        "processes": context.world_size,
+        "total_batch_size": total_batch,
+        "lr": recipe.scaled_lr(total_batch),
+        "device": context.device.type,
+        "torch": torch.__version__,
+    }
+
+
+def _state(
+    iteration: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    best_miou: float | None,
+    best_iteration: int | None,
+) -> TrainState:
+    return TrainState(
+        iteration=iteration,
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        rng=capture_rng(),
+        best_miou=best_miou,
+        best_iteration=best_iteration,
+        scaler=scaler.state_dict() if scaler.is_enabled() else None,
+    )
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def _clip(model: torch.nn.Module, max_norm: float | None) -> float:
+    """Clip the global L2 gradient norm (mmengine's ``clip_grad``); returns the norm before."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if max_norm is None:
+        norms = torch.stack([p.grad.detach().norm() for p in params]) if params else None
+        return float(norms.norm()) if norms is not None else 0.0
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+def _base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The rate of the non-backbone parameters (the backbone trains at a multiple of it)."""
+    for group in optimizer.param_groups:
+        if group.get("name") != "backbone":
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
+
+
+class _Window:
+    """Sums over the iterations since the last log line."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.terms: dict[str, float] = {}
+        self.grad_norm = 0.0
+        self.time = 0.0
+        self.data_time = 0.0
+
+    def add(
+        self, losses: dict[str, Tensor], loss: Tensor, grad_norm: float, seconds: float
+    ) -> None:
+        self.count += 1
+        for key, value in {"loss": loss, **losses}.items():
+            self.terms[key] = self.terms.get(key, 0.0) + value.item()
+        self.grad_norm += grad_norm
+        self.time += seconds
+
+    def record(
+        self, iteration: int, lr: float, recipe: TrainRecipe, context: DistributedContext
+    ) -> dict[str, Any]:
+        keys = list(self.terms)
+        means = all_reduce_mean([self.terms[k] / self.count for k in keys], context)
+        images = self.count * recipe.batch_size * context.world_size
+        record: dict[str, Any] = {"iter": iteration, "event": "train", "lr": lr}
+        record.update({key: round(value, 6) for key, value in zip(keys, means, strict=True)})
+        record["grad_norm"] = round(self.grad_norm / self.count, 6)
+        record["time"] = round(self.time / self.count, 4)
+        record["data_time"] = round(self.data_time / self.count, 4)
+        record["images_per_s"] = round(images / self.time, 3) if self.time > 0 else None
+        record["eta_s"] = round((recipe.iters - iteration) * self.time / self.count, 1)
+        return record
+
+
+def _notify(callbacks: object | None, name: str, *args: object) -> None:
+    method = getattr(callbacks, name, None)
+    if method is not None:
+        method(*args)

@@ -1,0 +1,137 @@
+"""``s2f train`` through the Typer application: a short run, and one-line usage errors that leave
+existing files alone."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner, Result
+
+from s2f_cli.app import app
+from spike2former import load_model
+from tests.training.helpers import (
+    CLASSES,
+    quick_args,
+    write_shapes_dataset,
+    write_small_model,
+)
+from tests.training.test_initial import imagenet_checkpoint
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.fixture(autouse=True)
+def keep_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    return {
+        "data": write_shapes_dataset(root / "data", train=2, val=1, size=32),
+        "model": write_small_model(root / "small.safetensors"),
+    }
+
+
+def train(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def one_error(result: Result, code: int, fragment: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in ANSI.sub("", result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert fragment in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+def test_a_short_run_and_its_folder(files: dict[str, Path], tmp_path: Path) -> None:
+    imagenet_checkpoint(tmp_path / "in1k.pth")
+    out = tmp_path / "run"
+    args = quick_args(files["model"], files["data"], out, 2, 2, "--init-backbone")
+    result = train(*args[1:], tmp_path / "in1k.pth")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint",
+        "config.json",
+        "metrics.jsonl",
+        "weights",
+    ]
+    config = json.loads((out / "config.json").read_text())
+    assert config["job"]["recipe"]["iters"] == 2
+    assert config["job"]["data"]["root"] == str(files["data"].resolve())
+    assert config["job"]["init"]["init_backbone"] == str(tmp_path / "in1k.pth")
+    assert config["model"]["test_size"] == 0  # random_crop trains at the native scale
+    for name in ("last", "best"):
+        model = load_model(out / "weights" / f"{name}.safetensors")
+        assert model.config.class_names == CLASSES
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [(json.loads(line)["event"], json.loads(line)["iter"]) for line in lines] == [
+        ("train", 2),
+        ("val", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--format", "folder"], "give either --preset NAME"),
+        (["--preset", "tiny", "--model", "x", "--format", "folder"], "give either --preset"),
+        (["--preset", "sdtv9", "--format", "folder"], "unknown preset 'sdtv9'"),
+        (["--preset", "tiny", "--format", "cocostuff9k"], "unknown dataset format"),
+        (["--preset", "tiny"], "--data DIR and --format FORMAT are required"),
+        (["--preset", "tiny", "--format", "folder", "--crop-size", "big"], "--crop-size takes"),
+        (["--preset", "tiny", "--format", "folder", "--recipe", "fast"], "no training recipe"),
+    ],
+)
+def test_usage_errors(files: dict[str, Path], args: list[str], fragment: str) -> None:
+    needs_data = "--preset" in args and "--format" in args
+    extra = ["--data", str(files["data"])] if needs_data else []
+    one_error(train(*args, *extra, "--out", str(Path("/nonexistent/never"))), 2, fragment)
+
+
+def test_missing_data_folder(tmp_path: Path) -> None:
+    result = train("--preset", "tiny", "--data", tmp_path / "none", "--format", "folder")
+    one_error(result, 2, "no such directory")
+
+
+def test_more_dataset_classes_than_the_head(files: dict[str, Path], tmp_path: Path) -> None:
+    args = quick_args(files["model"], files["data"], tmp_path / "run", 1, 1, "--num-classes", "2")
+    one_error(train(*args[1:]), 2, "the dataset has 3 classes but the model 2")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_run_is_never_overwritten(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("precious\n")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*")}
+    one_error(train(*quick_args(files["model"], files["data"], out, 1)[1:]), 2, "already exists")
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*")} == before
+
+
+def test_resume_errors(files: dict[str, Path], tmp_path: Path) -> None:
+    one_error(train("--resume"), 2, "--resume continues the run given with --out RUN")
+    one_error(train("--resume", "--out", tmp_path / "none"), 2, "there is no run at")
+    (tmp_path / "empty").mkdir()
+    one_error(train("--resume", "--out", tmp_path / "empty"), 2, "has no checkpoint to resume")
+    one_error(
+        train("--resume", "--out", tmp_path / "empty", "--iters", "9", "--lr", "1"),
+        2,
+        "leave out --iters, --lr",
+    )
+
+
+def test_missing_backbone_file(files: dict[str, Path], tmp_path: Path) -> None:
+    args = quick_args(files["model"], files["data"], tmp_path / "run", 1)[1:]
+    one_error(train(*args, "--init-backbone", tmp_path / "none.pth"), 2, "no such file")
