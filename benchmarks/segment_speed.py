@@ -1,6 +1,6 @@
 """Inference speed and peak memory of ``sdtv3b-ade20k`` on the CPU, against two references.
 
-    python benchmarks/segment_speed.py --size 512 --repeats 5
+    python benchmarks/segment_speed.py --size 512 --repeats 5 [--threads N]
 
 Each case runs in a fresh process (so peak resident memory is its own), random weights,
 evaluation mode, ``torch.inference_mode``:
@@ -75,9 +75,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="0 keeps torch's default")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.case:
         print(json.dumps(_case(args.case, args.size, args.batch, args.warmup, args.repeats)))
         return
@@ -85,6 +88,7 @@ def main() -> None:
     for name, batch in cases:
         command = [sys.executable, __file__, "--case", name, "--batch", str(batch)]
         command += ["--size", str(args.size), "--warmup", str(args.warmup)]
+        command += ["--threads", str(args.threads)]
         command += ["--repeats", str(args.repeats if batch == 1 else max(1, args.repeats // 2))]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
