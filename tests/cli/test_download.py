@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from s2f_cli.model_option import ModelOption, OfflineOption, model_path
