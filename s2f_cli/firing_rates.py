@@ -12,7 +12,6 @@ from typing import Annotated
 
 import cv2
 import numpy as np
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -20,12 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from spike2former.atomic import write_atomically
-from spike2former.errors import S2FError
 from spike2former.firing.energy import EnergyReport
 from spike2former.firing.monitor import LayerFiring, by_part, pooled
 from spike2former.firing.plot import firing_rate_chart
 from spike2former.firing.run import FiringRun, ImageRecord
-from spike2former.inference.devices import PRECISIONS, resolve_device
 from spike2former.inference.sources import (
     ImageReadError,
     InputError,
@@ -35,10 +32,9 @@ from spike2former.inference.sources import (
     expand_sources,
     read_image,
 )
-from spike2former.model_file import load_model
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .model_option import OfflineOption, model_path
+from .model_option import OfflineOption, load_for_inference
 
 EXIT_PARTIAL = 3
 FORMATS = ("table", "csv", "json")
@@ -122,24 +118,10 @@ def firing_rates(
     _refuse_overwriting_inputs(items, [p for p in (output, plot) if p is not None])
     if output is not None and plot is not None and output.resolve() == plot.resolve():
         raise fail("-o and --plot name the same file", EXIT_USAGE)
-    if model is None:
-        raise fail(
-            "no model given: pass --model NAME|PATH (`s2f models` lists registered names; "
-            "`s2f convert` turns official checkpoints into model files)",
-            EXIT_USAGE,
-        )
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        resolve_device(device)
-    except S2FError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    if precision not in PRECISIONS:
-        raise fail(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}", EXIT_USAGE)
-
+    network = load_for_inference(model, offline, device, precision, threads)
     with reported_errors():
         run = FiringRun(
-            load_model(model_path(model, offline)),
+            network,
             device=device,
             precision=precision,
             imgsz=imgsz,

@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import cv2
-import torch
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from spike2former.atomic import write_atomically
-from spike2former.errors import S2FError
-from spike2former.inference.devices import PRECISIONS, resolve_device
 from spike2former.inference.job import OUTPUT_KINDS, OutputOptions, Record, SegmentJob
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import (
@@ -26,10 +23,9 @@ from spike2former.inference.sources import (
     VideoReader,
     expand_sources,
 )
-from spike2former.model_file import load_model
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .model_option import OfflineOption, model_path
+from .model_option import OfflineOption, load_for_inference
 from .run_dir import make_run_dir
 
 EXIT_PARTIAL = 3
@@ -118,25 +114,9 @@ def segment(
             raise fail("-o FILE and -o - take exactly one image input", EXIT_USAGE)
         if to_stdout and json_lines:
             raise fail("--json and -o - both write to stdout; choose one", EXIT_USAGE)
-    if model is None:
-        raise fail(
-            "no model given: pass --model NAME|PATH (`s2f models` lists registered names; "
-            "`s2f convert` turns official checkpoints into model files)",
-            EXIT_USAGE,
-        )
-    if threads:
-        torch.set_num_threads(threads)
-
-    try:
-        resolve_device(device)
-    except S2FError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    if precision not in PRECISIONS:
-        raise fail(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}", EXIT_USAGE)
+    network = load_for_inference(model, offline, device, precision, threads)
     with reported_errors():
-        predictor = Predictor(
-            load_model(model_path(model, offline)), device=device, precision=precision, imgsz=imgsz
-        )
+        predictor = Predictor(network, device=device, precision=precision, imgsz=imgsz)
     if predictor.precision_note and not quiet:
         stderr.print(f"[yellow]warning:[/] {predictor.precision_note}", highlight=False)
 
