@@ -59,8 +59,10 @@ def download(
         bool, typer.Option("--quiet", "-q", help="Print only the path of the cached file.")
     ] = False,
 ) -> None:
-    """Download weights into the cache (checked, and converted to an s2f model file when they
-    are an official checkpoint); print the path of the cached file last on stdout."""
+    """Download checked weights into the cache; print the cached file's path last on stdout.
+
+    Official checkpoints are converted to s2f model files on the way in.
+    """
     with reported_errors():
         try:
             with download_progress(_label(source), enabled=not quiet) as progress:
