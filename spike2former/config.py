@@ -80,6 +80,9 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     class_names: tuple[str, ...] | None = None
     test_size: int = 512
+    # False builds the same network as a conventional one: every neuron becomes its real-valued
+    # counterpart clamp(x, 0, D) / D (no rounding), for spiking-versus-conventional comparisons.
+    spiking: bool = True
 
     def __post_init__(self) -> None:
         validate(self)
@@ -101,6 +104,7 @@ class ModelConfig:
             head=_build(HeadConfig, dict(data.get("head", {}))),
             class_names=tuple(names) if names is not None else None,
             test_size=int(data.get("test_size", 512)),
+            spiking=bool(data.get("spiking", True)),
         )
 
     @classmethod

@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from spike2former import BackboneConfig, HeadConfig, ModelConfig, build_model
+from spike2former import (
+    BackboneConfig,
+    HeadConfig,
+    ModelConfig,
+    build_model,
+    load_model,
+    save_model,
+)
 from spike2former.modeling.backbone_sdtv2 import RepConv
 from spike2former.modeling.official_layout import (
     channels_as_tokens,
@@ -149,6 +157,22 @@ def test_spiking_switch_changes_only_rounding() -> None:
         again = model(images)["mask_logits"]
     assert torch.equal(spiking, again)
     assert not torch.equal(spiking, real)
+
+
+def test_conventional_config_builds_real_valued_neurons(tmp_path: Path) -> None:
+    config = dataclasses.replace(_small(), spiking=False)
+    torch.manual_seed(0)
+    conventional = build_model(config).eval()
+    assert all(not m.quantize for m in conventional.modules() if hasattr(m, "quantize"))
+    spiking = build_model(_small()).eval()
+    spiking.load_state_dict(conventional.state_dict())
+    spiking.set_spiking(False)
+    images = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(conventional(images)["mask_logits"], spiking(images)["mask_logits"])
+    path = save_model(conventional, tmp_path / "conventional.safetensors")
+    assert load_model(path).config.spiking is False
+    assert ModelConfig.from_json(config.to_json()) == config
 
 
 def test_rep_conv_is_a_zero_padded_separable_conv() -> None:

@@ -30,6 +30,8 @@ class Spike2Former(nn.Module):
         # The T copies of the input stay identical through the network, so inference may run one
         # copy (``optimize_for_inference`` turns this off; the head's mean over T is then exact).
         self.repeat_time_steps = True
+        if not config.spiking:
+            self.set_spiking(False)
 
     @property
     def time_steps(self) -> int:
