@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import cv2
 import numpy as np
 import typer
 from rich.console import Console
@@ -34,7 +32,17 @@ from spike2former.inference.sources import (
 )
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .model_option import OfflineOption, load_for_inference
+from .inference_options import (
+    DeviceOption,
+    ImgszOption,
+    InferenceModelOption,
+    PrecisionOption,
+    RecursiveOption,
+    ThreadsOption,
+    load_for_inference,
+    silence_opencv,
+)
+from .model_option import OfflineOption
 
 EXIT_PARTIAL = 3
 FORMATS = ("table", "csv", "json")
@@ -53,29 +61,13 @@ def firing_rates(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", metavar="NAME|PATH", help="Registered model name or model file."
-        ),
-    ] = None,
+    model: InferenceModelOption = None,
     offline: OfflineOption = False,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Look into sub-directories.")
-    ] = False,
-    imgsz: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Short side fed to the network; 0 keeps the native size.",
-            show_default="the model's test size",
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 or fp64.")] = "fp32",
-    threads: Annotated[
-        int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
-    ] = 0,
+    recursive: RecursiveOption = False,
+    imgsz: ImgszOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    threads: ThreadsOption = 0,
     limit: Annotated[
         int | None,
         typer.Option(min=1, help="Measure at most N images (video frames count as images)."),
@@ -107,7 +99,7 @@ def firing_rates(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Per-layer firing rates (and energy) of a model, each image a separate forward."""
-    _silence_opencv()
+    silence_opencv()
     if output_format not in FORMATS:
         raise fail(f"--format takes one of {', '.join(FORMATS)}", EXIT_USAGE)
     if stages not in ("all", "last"):
@@ -144,12 +136,6 @@ def firing_rates(
         stderr.print(summary, highlight=False)
     if failed:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _silence_opencv() -> None:
-    """Bad inputs get one line each from us, not OpenCV's or FFmpeg's own warnings."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def _expand(arguments: list[str], recursive: bool) -> list[Source]:

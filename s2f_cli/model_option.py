@@ -10,13 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from spike2former.errors import S2FError, WeightsSpecError
-from spike2former.inference.devices import PRECISIONS, resolve_device
-from spike2former.model_file import load_model
-from spike2former.modeling.spike2former import Spike2Former
+from spike2former.errors import WeightsSpecError
 from spike2former.weights import resolve_backbone, resolve_model
 
 from .console import EXIT_USAGE, fail, reported_errors
@@ -57,27 +53,3 @@ def backbone_path(spec: str, offline: bool = False) -> Path:
             return resolve_backbone(spec, offline or None, progress=progress)
         except WeightsSpecError as exc:
             raise fail(str(exc), EXIT_USAGE) from None
-
-
-def load_for_inference(
-    spec: str | None, offline: bool, device: str, precision: str, threads: int
-) -> Spike2Former:
-    """Check ``--model``, ``--device``, ``--precision`` and ``--threads`` (bad values exit 2),
-    then load the model (failures exit 1)."""
-    if spec is None:
-        raise fail(
-            "no model given: pass --model NAME|PATH (`s2f models` lists registered names; "
-            "`s2f convert` turns official checkpoints into model files)",
-            EXIT_USAGE,
-        )
-    try:
-        resolve_device(device)
-    except S2FError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    if precision not in PRECISIONS:
-        raise fail(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}", EXIT_USAGE)
-    if threads:
-        torch.set_num_threads(threads)
-    path = model_path(spec, offline)
-    with reported_errors():
-        return load_model(path)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,7 +23,17 @@ from spike2former.inference.sources import (
 )
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .model_option import OfflineOption, load_for_inference
+from .inference_options import (
+    DeviceOption,
+    ImgszOption,
+    InferenceModelOption,
+    PrecisionOption,
+    RecursiveOption,
+    ThreadsOption,
+    load_for_inference,
+    silence_opencv,
+)
+from .model_option import OfflineOption
 from .run_dir import make_run_dir
 
 EXIT_PARTIAL = 3
@@ -40,35 +48,19 @@ def segment(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", metavar="NAME|PATH", help="Registered model name or model file."
-        ),
-    ] = None,
+    model: InferenceModelOption = None,
     offline: OfflineOption = False,
     from_list: Annotated[
         str | None,
         typer.Option("--from-list", metavar="FILE|-", help="Read more sources, one per line."),
     ] = None,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Look into sub-directories.")
-    ] = False,
+    recursive: RecursiveOption = False,
     vid_stride: Annotated[int, typer.Option(min=1, help="Segment every N-th video frame.")] = 1,
-    imgsz: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Short side fed to the network; 0 keeps the native size.",
-            show_default="the model's test size",
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 or fp64.")] = "fp32",
+    imgsz: ImgszOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
-    threads: Annotated[
-        int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
-    ] = 0,
+    threads: ThreadsOption = 0,
     output: Annotated[
         str | None,
         typer.Option(
@@ -100,7 +92,7 @@ def segment(
     ] = False,
 ) -> None:
     """Segment images and videos; results go to a new run folder unless -o says otherwise."""
-    _silence_opencv()
+    silence_opencv()
     kinds = {kind.strip() for kind in save.split(",") if kind.strip()}
     if not kinds or not kinds <= set(OUTPUT_KINDS):
         raise fail(
@@ -151,14 +143,6 @@ def segment(
     _report(records, predictor, out_dir or label_file, quiet, json_lines, to_stdout)
     if any(r.status != "ok" for r in records):
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _silence_opencv() -> None:
-    """OpenCV and FFmpeg print their own warnings about damaged files straight to stderr; the
-    run reports each bad input in one line itself. (FFmpeg reads its level when the first video
-    is opened.)"""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def _expand(arguments: list[str], recursive: bool, from_list: str | None) -> list[Source]:
