@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from spike2former.model_file import read_model_config
+from tests.cli.assertions import assert_one_error_line, lines
 from tests.helpers import (
     BAD_INPUTS,
     MALICIOUS_FORMATS,
@@ -21,31 +21,11 @@ from tests.helpers import (
     write_official_checkpoint,
 )
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
 
 def convert(*args: str | Path) -> Result:
     # Click >= 8.2 keeps stderr apart: result.stdout and result.stderr are the two streams,
     # result.output both interleaved.
     return CliRunner().invoke(app, ["convert", *map(str, args)])
-
-
-def lines(text: str) -> list[str]:
-    return [line for line in ANSI.sub("", text).splitlines() if line.strip()]
-
-
-def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
-    """Exit ``code``, nothing on stdout, one ``error:`` line on stderr and no traceback."""
-    assert result.exit_code == code, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert lines(result.stdout) == []
-    errors = lines(result.stderr)
-    assert len(errors) == 1, errors
-    assert errors[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in errors[0]
-    return errors[0]
 
 
 def test_convert_next_to_the_source(checkpoint: Path) -> None:

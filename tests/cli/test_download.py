@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 from s2f_cli.app import app
 from s2f_cli.model_option import ModelOption, OfflineOption, model_path
 from spike2former.model_file import read_model_config
-from tests.cli.test_convert import assert_one_error_line, lines
+from tests.cli.assertions import assert_one_error_line, lines
 from tests.download_helpers import (
     Home,
     Payloads,

@@ -10,7 +10,6 @@ import io
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from spike2former import load_model, save_model
 from spike2former.convert import convert_checkpoint
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import read_image
+from tests.cli.assertions import assert_one_error_line, errors, lines
 from tests.helpers import (
     count_frames,
     make_model,
@@ -37,7 +37,6 @@ from tests.helpers import (
     write_video,
 )
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official_tiny_v3"
 NATIVE = ("--imgsz", "0")
 
@@ -45,28 +44,6 @@ NATIVE = ("--imgsz", "0")
 def segment(*args: str | Path, input: bytes | str | None = None) -> Result:
     # Click >= 8.2 keeps stderr apart: result.stdout and result.stderr are the two streams.
     return CliRunner().invoke(app, ["segment", *map(str, args)], input=input)
-
-
-def lines(text: str) -> list[str]:
-    return [line for line in ANSI.sub("", text).splitlines() if line.strip()]
-
-
-def errors(result: Result) -> list[str]:
-    return [line for line in lines(result.stderr) if line.startswith("error: ")]
-
-
-def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
-    """Exit ``code``, nothing on stdout, one ``error:`` line on stderr and no traceback."""
-    assert result.exit_code == code, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert lines(result.stdout) == []
-    shown = lines(result.stderr)
-    assert len(shown) == 1, shown
-    assert shown[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in shown[0]
-    return shown[0]
 
 
 def summary(directory: Path) -> dict:

@@ -1,0 +1,32 @@
+"""What every command's output must look like: one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import re
+
+from typer.testing import Result
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def lines(text: str) -> list[str]:
+    """Non-blank lines, colour codes removed."""
+    return [line for line in ANSI.sub("", text).splitlines() if line.strip()]
+
+
+def errors(result: Result) -> list[str]:
+    return [line for line in lines(result.stderr) if line.startswith("error: ")]
+
+
+def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
+    """Exit ``code``, nothing on stdout, one ``error:`` line on stderr and no traceback."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert lines(result.stdout) == []
+    shown = lines(result.stderr)
+    assert len(shown) == 1, shown
+    assert shown[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in shown[0]
+    return shown[0]
