@@ -22,9 +22,10 @@ split (60,000 items) and the training backgrounds; ``val`` scenes use test-split
 ``test`` scenes test-split items 5000-9999, both on the held-out backgrounds.
 
 Writes the ``folder`` layout (``images/{split}/NNNNN.jpg``, ``annotations/{split}/NNNNN.png``,
-``classes.txt``) plus ``objects.csv`` (every pasted object: source split and index, class, box,
-visible pixels), ``meta.json`` and ``README.md``. Scene ``i`` of a split is drawn from
-``numpy.random.default_rng([seed, split_code, i])``, so the same arguments give the same bytes.
+``classes.txt``, ``palette.txt``) plus ``objects.csv`` (every pasted object: source split and
+index, class, box, visible pixels), ``meta.json`` and ``README.md``. Scene ``i`` of a split is
+drawn from ``numpy.random.default_rng([seed, split_code, i])``, so the same arguments give the
+same bytes.
 A composited dataset, not hand-labelled ground truth.
 """
 
@@ -63,6 +64,21 @@ CLASSES = (
     "Sneaker",
     "Bag",
     "Ankle boot",
+)
+# Colours of the classes in label maps and overlays (palette.txt; the trained model keeps them):
+# black background, then well-separated hues.
+PALETTE = (
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
 )
 SPLITS = ("train", "val", "test")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -372,8 +388,9 @@ photographs, with labels taken from the compositing itself.
 
 Layout (`folder` format of s2f): `images/{{split}}/NNNNN.jpg`, `annotations/{{split}}/NNNNN.png`
 (single-channel class ids: 0 = background, 1..10 = the classes of `classes.txt` in order, no ignore
-value), `classes.txt`, `objects.csv` (one row per pasted object: scene, paste order, source split
-and index in Fashion-MNIST, class, box, visible pixels), `meta.json` (all generation details).
+value), `classes.txt`, `palette.txt` (their colours, R G B), `objects.csv` (one row per pasted
+object: scene, paste order, source split and index in Fashion-MNIST, class, box, visible pixels),
+`meta.json` (all generation details).
 
 - Objects: Fashion-MNIST, Zalando SE 2017, MIT licence, Debian package `dataset-fashion-mnist`.
   `train` scenes use only items of the official training split; `val` scenes test-split items
@@ -406,6 +423,7 @@ def build(
     photos, photo_source = load_backgrounds(backgrounds)
     out.mkdir(parents=True, exist_ok=True)
     (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    (out / "palette.txt").write_text("".join(f"{r} {g} {b}\n" for r, g, b in PALETTE))
     rows = []
     for split in SPLITS:
         image_dir, label_dir = out / "images" / split, out / "annotations" / split

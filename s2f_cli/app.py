@@ -6,6 +6,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
+from spike2former.inference.allocator import keep_freed_memory
+
 from . import convert, download, evaluate, firing_rates, models, segment, train
 
 app = typer.Typer(
@@ -40,6 +42,7 @@ def _root(
     ),
 ) -> None:
     """Spike2Former spiking transformers for semantic segmentation."""
+    keep_freed_memory()  # a command runs one job: reuse activation memory instead of re-faulting
 
 
 def main() -> None:

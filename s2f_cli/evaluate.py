@@ -22,6 +22,7 @@ from spike2former.model_file import load_model
 from spike2former.training import DataSpec, evaluate, init_distributed
 from spike2former.training.distributed import DistributedError, shutdown
 from spike2former.training.evaluate import default_stride
+from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .model_option import ModelOption, OfflineOption, model_path
@@ -29,12 +30,12 @@ from .size_option import parse_size
 
 
 def evaluate_command(
-    model: ModelOption,
     data: Annotated[Path, typer.Option(metavar="DIR", help="Dataset root.", show_default=False)],
     dataset_format: Annotated[
         str,
         typer.Option("--format", help=f"Dataset layout: {', '.join(FORMATS)}.", show_default=False),
     ],
+    model: ModelOption = DEFAULT_MODEL,
     split: Annotated[str, typer.Option(help="Split to score.")] = "val",
     mode: Annotated[
         str, typer.Option(help="whole (the official test) or slide (sliding windows).")

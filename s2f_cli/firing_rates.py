@@ -30,19 +30,19 @@ from spike2former.inference.sources import (
     expand_sources,
     read_image,
 )
+from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .inference_options import (
     DeviceOption,
     ImgszOption,
-    InferenceModelOption,
     PrecisionOption,
     RecursiveOption,
     ThreadsOption,
     load_for_inference,
     silence_opencv,
 )
-from .model_option import OfflineOption
+from .model_option import ModelOption, OfflineOption
 
 EXIT_PARTIAL = 3
 FORMATS = ("table", "csv", "json")
@@ -61,7 +61,7 @@ def firing_rates(
             show_default=False,
         ),
     ] = None,
-    model: InferenceModelOption = None,
+    model: ModelOption = DEFAULT_MODEL,
     offline: OfflineOption = False,
     recursive: RecursiveOption = False,
     imgsz: ImgszOption = None,
@@ -122,6 +122,12 @@ def firing_rates(
         )
     if run.precision_note and not quiet:
         stderr.print(f"[yellow]warning:[/] {run.precision_note}", highlight=False)
+    if not network.config.spiking and not quiet:
+        stderr.print(
+            "[yellow]warning:[/] the model is conventional (real-valued neurons): its 'counts' "
+            "are activations x D, not spikes, and its energy is the conventional column",
+            highlight=False,
+        )
 
     if _measure(run, items, limit, quiet):
         raise fail("interrupted; nothing was written", 130)

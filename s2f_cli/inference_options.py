@@ -18,10 +18,6 @@ from spike2former.modeling.spike2former import Spike2Former
 from .console import EXIT_USAGE, fail, reported_errors
 from .model_option import model_path
 
-InferenceModelOption = Annotated[
-    str | None,
-    typer.Option("--model", "-m", metavar="NAME|PATH", help="Registered model name or model file."),
-]
 RecursiveOption = Annotated[
     bool, typer.Option("--recursive", "-r", help="Look into sub-directories.")
 ]
@@ -49,16 +45,10 @@ def silence_opencv() -> None:
 
 
 def load_for_inference(
-    spec: str | None, offline: bool, device: str, precision: str, threads: int
+    spec: str, offline: bool, device: str, precision: str, threads: int
 ) -> Spike2Former:
     """Check ``--model``, ``--device``, ``--precision`` and ``--threads`` (bad values exit 2),
     then load the model (failures exit 1)."""
-    if spec is None:
-        raise fail(
-            "no model given: pass --model NAME|PATH (`s2f models` lists registered names; "
-            "`s2f convert` turns official checkpoints into model files)",
-            EXIT_USAGE,
-        )
     try:
         resolve_device(device)
     except S2FError as exc:

@@ -1,6 +1,6 @@
 """``--model`` and ``--offline`` for every command that loads a model, and their resolution.
 
-Commands declare ``model: ModelOption`` and ``offline: OfflineOption`` and call
+Commands declare ``model: ModelOption = DEFAULT_MODEL`` and ``offline: OfflineOption`` and call
 ``model_path(model, offline)``: a registry name or a path -> a local s2f model file, downloaded
 (with a progress bar) on first use.
 """
@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from spike2former.errors import WeightsSpecError
-from spike2former.weights import resolve_backbone, resolve_model
+from spike2former.weights import DEFAULT_MODEL, resolve_backbone, resolve_model
 
 from .console import EXIT_USAGE, fail, reported_errors
 from .download_progress import download_progress
@@ -26,7 +26,7 @@ ModelOption = Annotated[
         metavar="NAME|PATH",
         help="Registered model name (see `s2f models`; downloaded on first use) or the path of "
         "an s2f model file.",
-        show_default=False,
+        show_default=f"{DEFAULT_MODEL}, shipped with s2f",
     ),
 ]
 OfflineOption = Annotated[

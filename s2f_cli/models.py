@@ -45,10 +45,14 @@ def _registry_table(rows: list[dict[str, Any]]) -> Table:
                 escape(re.split(r" \(|,", row.get("dataset") or "-")[0]),
                 str(row["time_steps"]) if row["kind"] == "model" else "-",
                 "published" if row["sha256"] else "[yellow]unpublished[/]",
-                _download(row),
-                "[green]yes[/]" if row["cached"] else "no",
+                "[green]bundled[/]" if row["bundled"] else _download(row),
+                "[green]bundled[/]" if row["bundled"] else _yes_no(row["cached"]),
             )
     return table
+
+
+def _yes_no(cached: object) -> str:
+    return "[green]yes[/]" if cached else "no"
 
 
 def _download(row: dict[str, Any]) -> str:

@@ -21,19 +21,19 @@ from spike2former.inference.sources import (
     VideoReader,
     expand_sources,
 )
+from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .inference_options import (
     DeviceOption,
     ImgszOption,
-    InferenceModelOption,
     PrecisionOption,
     RecursiveOption,
     ThreadsOption,
     load_for_inference,
     silence_opencv,
 )
-from .model_option import OfflineOption
+from .model_option import ModelOption, OfflineOption
 from .run_dir import make_run_dir
 
 EXIT_PARTIAL = 3
@@ -48,7 +48,7 @@ def segment(
             show_default=False,
         ),
     ] = None,
-    model: InferenceModelOption = None,
+    model: ModelOption = DEFAULT_MODEL,
     offline: OfflineOption = False,
     from_list: Annotated[
         str | None,

@@ -39,6 +39,7 @@ from spike2former.training.distributed import (
     shutdown,
 )
 from spike2former.training.recipe import PIPELINES, RECIPES
+from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .model_option import OfflineOption, backbone_path, model_path
@@ -59,8 +60,8 @@ def train_command(
             "--model",
             "-m",
             metavar="NAME|PATH",
-            help="Fine-tune a model file or registered model instead.",
-            show_default=False,
+            help="Fine-tune a model file or registered model.",
+            show_default=f"{DEFAULT_MODEL} (shipped with s2f) unless --preset is given",
         ),
     ] = None,
     data: Annotated[
@@ -102,6 +103,14 @@ def train_command(
         float | None, typer.Option(min=0.0, help="Base learning rate (used as given).")
     ] = None,
     weight_decay: Annotated[float | None, typer.Option(min=0.0, help="AdamW weight decay.")] = None,
+    backbone_lr_mult: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Backbone learning rate as a fraction of --lr (official 0.1, for an ImageNet "
+            "backbone; 1 suits a backbone trained from scratch).",
+        ),
+    ] = None,
     warmup_iters: Annotated[int | None, typer.Option(min=0, help="Linear warm-up length.")] = None,
     poly_end: Annotated[
         int | None, typer.Option(min=1, help="Iteration at which the poly decay reaches 0.")
@@ -131,6 +140,13 @@ def train_command(
     val_split: Annotated[
         str, typer.Option(help="Validation split; 'none' trains without validation.")
     ] = "val",
+    conventional: Annotated[
+        bool,
+        typer.Option(
+            "--conventional",
+            help="Train the same network as a conventional one: real-valued neurons, no spikes.",
+        ),
+    ] = False,
     amp: Annotated[
         bool, typer.Option("--amp", help="Mixed precision (bf16; fp16 on GPUs without bf16).")
     ] = False,
@@ -166,6 +182,7 @@ def train_command(
         "--recipe": recipe,
         "--test-size": test_size,
         # options with defaults: only a changed value can be told apart from "not given"
+        "--conventional": conventional or None,
         "--amp": amp or None,
         "--seed": seed or None,
         "--log-interval": None if log_interval == 50 else log_interval,
@@ -178,6 +195,7 @@ def train_command(
         "crop_size": parse_size(crop_size, "--crop-size") if crop_size is not None else None,
         "lr": lr,
         "weight_decay": weight_decay,
+        "backbone_lr_mult": backbone_lr_mult,
         "warmup_iters": warmup_iters,
         "poly_end": poly_end,
         "clip_grad": clip_grad,
@@ -190,6 +208,8 @@ def train_command(
         _check_resume_arguments(out, given, overrides)
     else:
         _check_new_run_arguments(preset, model, data, dataset_format, out)
+        if preset is None and model is None:
+            model = DEFAULT_MODEL
     if threads:
         torch.set_num_threads(threads)
 
@@ -207,8 +227,8 @@ def train_command(
                 else:
                     network, job, notes = _new_run(
                         preset, model, data, dataset_format, num_classes, init_backbone, recipe,
-                        overrides, test_size, train_split, val_split, amp, seed, log_interval,
-                        offline,
+                        overrides, test_size, train_split, val_split, conventional, amp, seed,
+                        log_interval, offline,
                     )  # fmt: skip
                     if context.is_main and not quiet:
                         for note in notes:
@@ -257,7 +277,7 @@ def _check_new_run_arguments(
     dataset_format: str | None,
     out: Path | None,
 ) -> None:
-    if (preset is None) == (model is None):
+    if preset is not None and model is not None:
         raise fail(
             "give either --preset NAME (a fresh network) or --model NAME|PATH (fine-tuning)",
             EXIT_USAGE,
@@ -293,6 +313,7 @@ def _new_run(
     test_size: int | None,
     train_split: str,
     val_split: str,
+    conventional: bool,
     amp: bool,
     seed: int,
     log_interval: int,
@@ -312,6 +333,9 @@ def _new_run(
     else:
         assert model_spec is not None
         network = load_model(model_path(model_spec, offline)).train()
+    if conventional:
+        network.config = network.config.replace(spiking=False)
+        network.set_spiking(False)
     recipe_name = recipe_name or preset or recipe_name_for(network.config, spec.format)
     try:
         base = recipe_for(recipe_name)
@@ -344,6 +368,7 @@ def _new_run(
             "model": model_spec,
             "recipe": recipe_name,
             "init_backbone": init_backbone,
+            "conventional": conventional,
         },
     )
     return network, job, notes

@@ -79,6 +79,9 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     class_names: tuple[str, ...] | None = None
+    # Colours (R, G, B) of the classes in label maps and overlays; None: the dataset's official
+    # palette when the class names are a known dataset's, else generated colours.
+    palette: tuple[tuple[int, int, int], ...] | None = None
     test_size: int = 512
     # False builds the same network as a conventional one: every neuron becomes its real-valued
     # counterpart clamp(x, 0, D) / D (no rounding), for spiking-versus-conventional comparisons.
@@ -99,10 +102,12 @@ class ModelConfig:
         if "embed_dims" in backbone:
             backbone["embed_dims"] = tuple(backbone["embed_dims"])
         names = data.get("class_names")
+        palette = data.get("palette")
         return cls(
             backbone=_build(BackboneConfig, backbone),
             head=_build(HeadConfig, dict(data.get("head", {}))),
             class_names=tuple(names) if names is not None else None,
+            palette=tuple(tuple(colour) for colour in palette) if palette is not None else None,
             test_size=int(data.get("test_size", 512)),
             spiking=bool(data.get("spiking", True)),
         )
@@ -149,3 +154,9 @@ def validate(config: ModelConfig) -> None:
         raise ValueError("DCN kernel sizes must be odd")
     if config.class_names is not None and len(config.class_names) != h.num_classes:
         raise ValueError(f"{len(config.class_names)} class names given for {h.num_classes} classes")
+    if config.palette is not None:
+        if len(config.palette) != h.num_classes:
+            raise ValueError(f"{len(config.palette)} palette colours for {h.num_classes} classes")
+        for colour in config.palette:
+            if len(colour) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in colour):
+                raise ValueError(f"palette colours are three integers in 0..255, got {colour!r}")

@@ -25,6 +25,7 @@ from spike2former.errors import (
 )
 from spike2former.model_file import read_model_config
 from spike2former.weights import (
+    DEFAULT_MODEL,
     Cache,
     cache_dir,
     catalog,
@@ -484,6 +485,8 @@ def test_resolve_model_paths_and_names(
 
 def test_shipped_registry() -> None:
     registry = load_registry()
+    bundled = registry.pop(DEFAULT_MODEL)  # tests/test_bundled_model.py checks it
+    assert bundled.bundled and not any(e.bundled for e in registry.values())
     models = {n: e for n, e in registry.items() if e.kind == "model"}
     backbones = {n: e for n, e in registry.items() if e.kind == "backbone"}
     assert len(models) == 5 and set(backbones) == {"sdtv2-15m-imagenet", "sdtv3-19m-imagenet"}
@@ -516,7 +519,8 @@ U = "https://example.org/x.pth"
         ({"name": "x", "kind": "model", "urls": [U], "source": "s", "mirror": 1}, "unknown"),
         ({"name": "x", "kind": "checkpoint", "urls": [U], "source": "s"}, "kind must be"),
         ({"name": "x", "kind": "model", "urls": [U], "source": "s", "sha256": "AB"}, "sha256"),
-        ({"name": "x", "kind": "model", "urls": [], "source": "s"}, "urls"),
+        ({"name": "x", "kind": "model", "urls": [], "source": "s"}, "only for a bundled file"),
+        ({"name": "x", "kind": "model", "urls": [], "source": "s", "bundled": "../m"}, "plain"),
         ({"name": "x", "kind": "model", "urls": [U], "source": "s", "class_names": "z"}, "z"),
         ({"name": "x", "kind": "model", "urls": [U]}, "every entry needs"),
     ],
@@ -525,6 +529,12 @@ def test_extra_registry_is_validated(home: Home, entry: dict[str, object], fragm
     home.registry(entry)
     with pytest.raises(WeightsSpecError, match=fragment):
         load_registry()
+
+
+def test_a_bundled_entry_without_its_file(home: Home) -> None:
+    home.registry({"name": "ghost", "kind": "model", "urls": [], "source": "s", "bundled": "g.st"})
+    with pytest.raises(WeightsSpecError, match="'ghost' should be shipped with s2f .* reinstall"):
+        resolve_model("ghost")
 
 
 def test_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -214,3 +214,14 @@ def test_config_round_trip_and_validation() -> None:
         ModelConfig.from_dict({"head": {"hidden": 3}})
     with pytest.raises(ValueError, match="version"):
         ModelConfig(backbone=BackboneConfig(version="sdtv9"))  # type: ignore[arg-type]
+
+
+def test_palette_round_trips_and_is_checked(tmp_path: Path) -> None:
+    palette = ((0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255), (9, 9, 9))
+    config = dataclasses.replace(_small(), palette=palette)
+    assert ModelConfig.from_json(config.to_json()) == config
+    assert load_model(save_model(build_model(config), tmp_path / "m.safetensors")).config == config
+    with pytest.raises(ValueError, match="2 palette colours for 5 classes"):
+        dataclasses.replace(config, palette=palette[:2])
+    with pytest.raises(ValueError, match="three integers in 0..255"):
+        dataclasses.replace(config, palette=(*palette[:4], (0, 0, 256)))

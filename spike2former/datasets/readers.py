@@ -261,6 +261,27 @@ def read_class_names(path: str | Path) -> list[str]:
     return names
 
 
+def read_palette(path: str | Path) -> tuple[tuple[int, int, int], ...]:
+    """Class colours from a text file: one ``R G B`` line (integers 0-255) per class, in id
+    order (blank lines skipped)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise DatasetError(f"cannot read palette {path}: {error.strerror or error}") from None
+    colours = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        values = line.replace(",", " ").split()
+        if len(values) != 3 or not all(v.isdigit() and int(v) <= 255 for v in values):
+            raise DatasetError(f"{path}, line {number}: expected 'R G B' (0-255), got {line!r}")
+        colours.append((int(values[0]), int(values[1]), int(values[2])))
+    if not colours:
+        raise DatasetError(f"palette {path} is empty; write one 'R G B' line per class")
+    return tuple(colours)
+
+
 def folder_dataset(
     root: str | Path,
     split: str,

@@ -76,7 +76,11 @@ class Predictor:
         self.class_names = config.class_names or tuple(
             f"class {i}" for i in range(self.num_classes)
         )
-        self.palette = palette_for(config.class_names, self.num_classes)
+        self.palette = (
+            list(config.palette)
+            if config.palette is not None
+            else palette_for(config.class_names, self.num_classes)
+        )
 
     @property
     def precision(self) -> str:

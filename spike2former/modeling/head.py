@@ -136,7 +136,7 @@ class MaskFormerHead(nn.Module):
         projection = self.pixel_decoder.mask_feature
         weight = projection.weight.flatten(1)
         masks = torch.einsum("lnqc,nchw->lnqhw", embedding @ weight, spikes)
-        return masks + (embedding @ projection.bias)[..., None, None]
+        return masks.add_((embedding @ projection.bias)[..., None, None])  # a fresh tensor
 
     def forward(
         self, feats: list[Tensor], time_steps: int, all_stages: bool
@@ -155,5 +155,7 @@ class MaskFormerHead(nn.Module):
 
 
 def _mean_over_time(x: Tensor, time_steps: int) -> Tensor:
-    """``[L, T*B, ...]`` -> ``[L, B, ...]`` averaged over T."""
+    """``[L, T*B, ...]`` -> ``[L, B, ...]`` averaged over T (``x`` itself when T = 1: no copy)."""
+    if time_steps == 1:
+        return x
     return x.view(x.shape[0], time_steps, -1, *x.shape[2:]).mean(1)

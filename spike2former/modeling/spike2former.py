@@ -78,4 +78,4 @@ def combine_masks(class_logits: Tensor, mask_logits: Tensor, size: tuple[int, in
     """``[B, Q, K+1]`` and ``[B, Q, h, w]`` -> semantic scores ``[B, K, *size]``."""
     masks = F.interpolate(mask_logits, size=tuple(size), mode="bilinear", align_corners=False)
     probs = F.softmax(class_logits, dim=-1)[..., :-1]
-    return torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid())
+    return torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid_())  # masks is a fresh tensor

@@ -96,17 +96,26 @@ def load_backbone(model: Spike2Former, path: str | os.PathLike[str]) -> Backbone
 
 
 def with_classes(
-    model: Spike2Former, num_classes: int, class_names: tuple[str, ...] | None = None
+    model: Spike2Former,
+    num_classes: int,
+    class_names: tuple[str, ...] | None = None,
+    palette: tuple[tuple[int, int, int], ...] | None = None,
 ) -> Spike2Former:
     """``model`` for ``num_classes`` classes: the same weights with a new class layer
-    (``cls_embed``, initialised as the official head does) when the count changes."""
+    (``cls_embed``, initialised as the official head does) when the count changes. New class
+    names drop the old palette (its colours belonged to the old classes) unless ``palette``
+    gives new ones."""
     config: ModelConfig = model.config
     if num_classes == config.head.num_classes:
         if class_names is not None and class_names != config.class_names:
-            model.config = config.replace(class_names=class_names)
+            model.config = config.replace(class_names=class_names, palette=palette)
+        elif palette is not None:
+            model.config = config.replace(palette=palette)
         return model
     new_config = config.replace(
-        head=dataclasses.replace(config.head, num_classes=num_classes), class_names=class_names
+        head=dataclasses.replace(config.head, num_classes=num_classes),
+        class_names=class_names,
+        palette=palette,
     )
     rebuilt = Spike2Former(new_config)
     state = {k: v for k, v in model.state_dict().items() if k not in CLASS_KEYS}

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets import FORMATS, DatasetError, SegmentationDataset, Transform, build_dataset
-from ..datasets.metadata import DATASET_CLASSES
-from ..datasets.readers import read_class_names
+from ..datasets.metadata import DATASET_CLASSES, generated_palette
+from ..datasets.readers import read_class_names, read_palette
 from ..modeling.spike2former import Spike2Former
 from .initial import with_classes
 
@@ -69,6 +69,14 @@ class DataSpec:
         classes = Path(self.root) / "classes.txt"
         return tuple(read_class_names(classes)) if classes.is_file() else None
 
+    def palette(self) -> tuple[tuple[int, int, int], ...] | None:
+        """A ``folder`` dataset's class colours (``palette.txt``: one ``R G B`` line per class);
+        None elsewhere (known datasets' names select their official palette)."""
+        path = Path(self.root) / "palette.txt"
+        if self.format != "folder" or not path.is_file():
+            return None
+        return read_palette(path)
+
     def build(
         self, split: str, transform: Transform | None = None, seed: int = 0
     ) -> SegmentationDataset:
@@ -97,6 +105,11 @@ def fit_model_to_data(
         model.config = model.config.replace(test_size=test_size)
     classes = num_classes or model.config.head.num_classes
     names = data.class_names()
+    palette = data.palette()
+    if palette is not None and names is not None and len(palette) != len(names):
+        raise DatasetError(
+            f"{Path(data.root) / 'palette.txt'} has {len(palette)} colours for {len(names)} classes"
+        )
     note = None
     if names is not None:
         if len(names) > classes:
@@ -110,9 +123,11 @@ def fit_model_to_data(
                 f"--num-classes {len(names)} would train a {len(names)}-class head"
             )
             names = (*names, *(f"unused_{i}" for i in range(len(names), classes)))
+            if palette is not None:
+                palette = (*palette, *map(tuple, generated_palette(classes)[len(palette) :]))
     elif classes == model.config.head.num_classes:
         names = model.config.class_names
-    return with_classes(model, classes, names), note
+    return with_classes(model, classes, names, palette), note
 
 
 def _cocostuff_layout(root: Path) -> str:

@@ -11,10 +11,11 @@ from .download import DownloadResult, download, sha256_file
 from .fetch import DEFAULT_TIMEOUT, ProgressCallback
 from .install import check_model_file, fit_class_names
 from .offline import is_offline
-from .registry import WeightsEntry, get_entry, load_registry
+from .registry import DEFAULT_MODEL, WeightsEntry, get_entry, load_registry
 from .resolve import resolve_backbone, resolve_model
 
 __all__ = [
+    "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
     "Cache",
     "DownloadResult",

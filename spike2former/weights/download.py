@@ -34,7 +34,8 @@ class DownloadResult:
 
     ``checksum`` is ``"published"`` (the registry's SHA-256), ``"given"`` (``--sha256``),
     ``"seen"`` (same as the first download of this source), ``"recorded"`` (first download, no
-    checksum to compare with; now recorded) or ``"cached"`` (nothing downloaded).
+    checksum to compare with; now recorded), ``"cached"`` (nothing downloaded) or ``"bundled"``
+    (shipped inside the package).
     """
 
     name: str
@@ -87,6 +88,9 @@ def download(
     """
     cache = cache or Cache()
     registry = load_registry() if registry is None else registry
+    bundled = registry.get(source)
+    if bundled is not None and bundled.bundled is not None and name in (None, source):
+        return _bundled_result(bundled)
     plan = _plan(source, name, sha256, registry)
     existing = cache.find(plan.name)
     if existing is not None and not force:
@@ -173,6 +177,15 @@ def _plan(
     checksum = "given" if sha256 else ("published" if published else "")
     manual = entry is not None and entry.name == source and not entry.direct
     return _Plan(target, location, entry, expected, checksum, manual)
+
+
+def _bundled_result(entry: WeightsEntry) -> DownloadResult:
+    """A model shipped inside the package: nothing to download or check."""
+    path = entry.bundled_path()
+    return DownloadResult(
+        entry.name, path, entry.kind, "bundled", entry.sha256, path.stat().st_size, "bundled",
+        cached=True,
+    )  # fmt: skip
 
 
 def _locate(source: str) -> str | Path | None:

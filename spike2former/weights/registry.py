@@ -3,8 +3,10 @@
 Each entry says where a file is published (``urls``, ``source``), how to check it (``sha256``,
 ``size``: null where nothing is published) and what it is: a segmentation ``model`` for
 ``--model`` or a ``backbone`` for ``--init-backbone``, with what the checkpoint cannot tell the
-converter (time steps, class names). ``$S2F_REGISTRY`` may name a JSON file in the same format
-whose entries are added to (or replace) the shipped ones, for mirrors and private weights.
+converter (time steps, class names). A ``bundled`` entry names a model file shipped inside the
+package (``weights/bundled/``): it needs no download and works offline. ``$S2F_REGISTRY`` may
+name a JSON file in the same format whose entries are added to (or replace) the shipped ones, for
+mirrors and private weights.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from ..errors import WeightsSpecError
 from .cache import check_name
 
 Kind = Literal["model", "backbone"]
+# The model every command uses when no --model is given (shipped inside the package).
+DEFAULT_MODEL = "s2f-tiny-fashion"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _REQUIRED = ("name", "kind", "urls", "source")
 _KNOWN = {
     "name", "kind", "urls", "direct", "sha256", "size", "backbone", "architecture",
     "time_steps", "num_classes", "test_size", "dataset", "class_names", "licence", "source",
-    "config", "checksum_source", "notes",
+    "config", "checksum_source", "notes", "bundled",
 }  # fmt: skip
 
 
@@ -54,6 +59,7 @@ class WeightsEntry:
     config: str | None = None
     checksum_source: str | None = None
     notes: str = ""
+    bundled: str | None = None  # a file shipped inside the package (``weights/bundled/``)
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as in the JSON file (class names resolved), for ``s2f models --json``."""
@@ -77,7 +83,19 @@ class WeightsEntry:
             "config": self.config,
             "checksum_source": self.checksum_source,
             "notes": self.notes,
+            "bundled": self.bundled,
         }
+
+    def bundled_path(self) -> Path:
+        """The packaged file of a bundled entry; an error if the installation lacks it."""
+        if self.bundled is None:
+            raise WeightsSpecError(f"{self.name!r} is not shipped with s2f")
+        path = Path(str(files(__package__).joinpath("bundled", self.bundled)))
+        if not path.is_file():
+            raise WeightsSpecError(
+                f"{self.name!r} should be shipped with s2f at {path} but is missing; reinstall s2f"
+            )
+        return path
 
 
 def load_registry(extra: str | os.PathLike[str] | None = None) -> dict[str, WeightsEntry]:
@@ -136,8 +154,13 @@ def _entry(raw: Any, lists: dict[str, list[str]], origin: str) -> WeightsEntry:
     if raw["kind"] not in ("model", "backbone"):
         raise WeightsSpecError(f"{where}: kind must be 'model' or 'backbone'")
     urls = raw["urls"]
-    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-        raise WeightsSpecError(f"{where}: 'urls' must be a non-empty list of strings")
+    bundled = raw.get("bundled")
+    if bundled is not None and (not isinstance(bundled, str) or not _FILE_NAME.fullmatch(bundled)):
+        raise WeightsSpecError(f"{where}: 'bundled' must be a plain file name")
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise WeightsSpecError(f"{where}: 'urls' must be a list of strings")
+    if not urls and bundled is None:
+        raise WeightsSpecError(f"{where}: 'urls' may be empty only for a bundled file")
     if any(not u.lower().startswith(("https://", "http://", "file:")) for u in urls):
         raise WeightsSpecError(f"{where}: 'urls' must be http(s):// or file: URLs")
     sha256 = raw.get("sha256")
@@ -171,6 +194,7 @@ def _entry(raw: Any, lists: dict[str, list[str]], origin: str) -> WeightsEntry:
         config=raw.get("config"),
         checksum_source=raw.get("checksum_source"),
         notes=raw.get("notes") or "",
+        bundled=bundled,
     )
 
 

@@ -1,8 +1,9 @@
 """``--model`` / ``--init-backbone`` values -> local files, downloading registered weights.
 
 A value is a path when it names an existing file or looks like one (a path separator, a leading
-``.`` or ``~``, a checkpoint suffix); anything else is a weights name: a file cached under that
-name, else a registry entry, downloaded on first use unless offline.
+``.`` or ``~``, a checkpoint suffix); anything else is a weights name: a model shipped inside the
+package, a file cached under that name, else a registry entry, downloaded on first use unless
+offline.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def _resolve_name(
     if entry is not None and entry.kind != kind:
         use = "--model" if entry.kind == "model" else "--init-backbone"
         raise WeightsSpecError(f"{name!r} is {_describe(entry.kind)}: use it with {use}")
+    if entry is not None and entry.bundled is not None:
+        return entry.bundled_path()
     found = cache.find(name)
     if found is not None and (found.parent.name == "models") == (kind == "model"):
         return found

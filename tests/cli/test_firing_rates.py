@@ -229,7 +229,7 @@ def test_nothing_measurable_writes_nothing(model: Path, tmp_path: Path) -> None:
 
 
 def test_usage_and_fatal_errors(model: Path, inputs: Path, tmp_path: Path) -> None:
-    assert_one_error_line(firing_rates(inputs), 2, "no model given", "--model")
+    assert_one_error_line(firing_rates(inputs, "-m", "nothing"), 2, "'nothing' is neither a file")
     assert_one_error_line(firing_rates(tmp_path / "absent.jpg", "-m", model), 2, "no such file")
     assert_one_error_line(firing_rates("-m", model), 2, "nothing to measure")
     assert_one_error_line(firing_rates(inputs, "-m", model, "-f", "xml"), 2, "--format")
@@ -287,3 +287,13 @@ def test_python_m_s2f_cli(model: Path, inputs: Path, tmp_path: Path) -> None:
         f"error: {inputs / 'cut.png'}: not an image, or a corrupt/truncated one"
     ]
     assert shown[-1] == "2 image(s) measured; 1 of 3 inputs failed"
+
+
+def test_a_conventional_model_is_flagged(inputs: Path, tmp_path: Path) -> None:
+    path = save_model(make_model(small_config(spiking=False)), tmp_path / "conventional.st")
+    result = firing_rates(inputs / "a.jpg", "-m", path, "--imgsz", "0", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert "the model is conventional" in result.stderr
+    spiking = save_model(make_model(small_config()), tmp_path / "spiking.st")
+    result = firing_rates(inputs / "a.jpg", "-m", spiking, "--imgsz", "0", "-f", "json")
+    assert result.exit_code == 0 and "conventional (real-valued" not in result.stderr

@@ -592,8 +592,9 @@ def test_interrupted_run_keeps_only_complete_files(
     assert [Path(r["path"]).name for r in run["records"]] == ["a.jpg", "b.png", "c.png"]
 
 
-def test_no_model(inputs: Path) -> None:
-    assert_one_error_line(segment(inputs), 2, "no model given", "--model")
+def test_unknown_model_name(inputs: Path) -> None:
+    result = segment(inputs, "-m", "no-such-model")
+    assert_one_error_line(result, 2, "'no-such-model' is neither a file nor a known")
 
 
 def test_bad_device_or_precision_is_a_usage_error(model: Path, inputs: Path) -> None:

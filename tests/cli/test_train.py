@@ -85,7 +85,6 @@ def test_a_short_run_and_its_folder(files: dict[str, Path], tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--format", "folder"], "give either --preset NAME"),
         (["--preset", "tiny", "--model", "x", "--format", "folder"], "give either --preset"),
         (["--preset", "sdtv9", "--format", "folder"], "unknown preset 'sdtv9'"),
         (["--preset", "tiny", "--format", "cocostuff9k"], "unknown dataset format"),
@@ -135,3 +134,28 @@ def test_resume_errors(files: dict[str, Path], tmp_path: Path) -> None:
 def test_missing_backbone_file(files: dict[str, Path], tmp_path: Path) -> None:
     args = quick_args(files["model"], files["data"], tmp_path / "run", 1)[1:]
     one_error(train(*args, "--init-backbone", tmp_path / "none.pth"), 2, "no such file")
+
+
+def test_conventional_runs_train_real_valued_neurons_and_keep_them(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    from spike2former.modeling.neuron import SpikingNeuron
+
+    out = tmp_path / "run"
+    args = quick_args(files["model"], files["data"], out, 4, 2, "--conventional")
+    first = train(*args[1:], "--backbone-lr-mult", "1")
+    assert first.exit_code == 0, first.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["spiking"] is False
+    assert config["job"]["recipe"]["backbone_lr_mult"] == 1.0
+    assert config["job"]["init"]["conventional"] is True
+    last = load_model(out / "weights" / "last.safetensors")
+    assert last.config.spiking is False
+    neurons = [m for m in last.modules() if isinstance(m, SpikingNeuron)]
+    assert neurons and not any(neuron.quantize for neuron in neurons)
+    # the spiking source model is left as it was
+    assert load_model(files["model"]).config.spiking is True
+    resumed = train("--resume", "--out", out, "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert load_model(out / "weights" / "last.safetensors").config.spiking is False
+    one_error(train("--resume", "--out", out, "--conventional"), 2, "leave out --conventional")

@@ -210,6 +210,9 @@ def test_default_size_and_class_names() -> None:
     assert len(predictor.palette) == 5
     unnamed = Predictor(make_model(small_config()), device="cpu")
     assert unnamed.class_names == tuple(f"class {i}" for i in range(5))
+    colours = ((1, 2, 3), (4, 5, 6), (7, 8, 9), (10, 11, 12), (13, 14, 15))
+    coloured = Predictor(make_model(small_config(palette=colours)), device="cpu")
+    assert coloured.palette == list(colours)
 
 
 def test_label_dtype() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spike2former import build_model
-from spike2former.errors import CheckpointError
+from spike2former.errors import CheckpointError, DatasetError
 from spike2former.training import DataSpec, fit_model_to_data, load_backbone, with_classes
 from spike2former.training.initial import CLASS_KEYS
 from tests.helpers import small_config
@@ -84,3 +84,22 @@ def test_dataset_classes_reach_the_model(tmp_path: Path) -> None:
     assert (model.config.class_names, note, model.config.test_size) == (CLASSES, None, 0)
     with pytest.raises(Exception, match="pass --num-classes 3"):
         fit_model_to_data(build_model(small_config()), data, 2)
+
+
+def test_a_folder_palette_reaches_the_model(tmp_path: Path) -> None:
+    root = write_shapes_dataset(tmp_path / "d", train=1, val=0)
+    (root / "palette.txt").write_text("0 0 0\n255, 0, 0\n\n0 0 255\n")
+    data = DataSpec.of("folder", root)
+    model, _ = fit_model_to_data(build_model(small_config()), data, 3)
+    assert model.config.palette == ((0, 0, 0), (255, 0, 0), (0, 0, 255))
+    padded, _ = fit_model_to_data(build_model(small_config()), data)  # 5 slots: generated rest
+    assert padded.config.palette[:3] == model.config.palette and len(padded.config.palette) == 5
+    # new class names drop colours that belonged to the old ones
+    renamed = with_classes(model, 3, ("x", "y", "z"))
+    assert renamed.config.palette is None
+    (root / "palette.txt").write_text("0 0 0\n1 2 3\n")
+    with pytest.raises(DatasetError, match="2 colours for 3 classes"):
+        fit_model_to_data(build_model(small_config()), DataSpec.of("folder", root), 3)
+    (root / "palette.txt").write_text("0 0 0\nred\n4 5 6\n")
+    with pytest.raises(DatasetError, match="line 2: expected 'R G B'"):
+        fit_model_to_data(build_model(small_config()), DataSpec.of("folder", root), 3)

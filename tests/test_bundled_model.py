@@ -1,0 +1,144 @@
+"""The model shipped inside the package: registry entry, file, offline resolution, the default of
+every command, and what it predicts on the example scenes of ``examples/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
+
+from s2f_cli.app import app
+from spike2former import load_model
+from spike2former.datasets.io import read_label
+from spike2former.inference.predictor import Predictor
+from spike2former.inference.sources import read_image
+from spike2former.weights import DEFAULT_MODEL, Cache, download, get_entry, resolve_model
+from spike2former.weights.download import sha256_file
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCENES = sorted(EXAMPLES.glob("scene_*.jpg"))
+FASHION_CLASSES = (
+    "background", "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+    "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache, downloads off: the bundled model must need neither."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("S2F_HOME", str(cache))
+    monkeypatch.setenv("S2F_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    return cache
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [*map(str, args)])
+
+
+def test_the_bundled_file_matches_its_registry_entry() -> None:
+    entry = get_entry(DEFAULT_MODEL)
+    path = entry.bundled_path()
+    assert entry.kind == "model" and entry.urls == ()
+    assert path.stat().st_size <= 15_000_000
+    assert sha256_file(path) == entry.sha256
+    model = load_model(path)
+    assert model.config.class_names == FASHION_CLASSES
+    assert model.config.palette is not None and len(model.config.palette) == len(FASHION_CLASSES)
+    assert model.config.spiking and model.config.head.num_classes == entry.num_classes
+
+
+def test_resolution_is_offline_and_writes_nothing(_isolated_cache: Path) -> None:
+    bundled = get_entry(DEFAULT_MODEL).bundled_path()
+    assert resolve_model(DEFAULT_MODEL) == bundled
+    result = download(DEFAULT_MODEL)
+    assert (result.path, result.checksum, result.cached) == (bundled, "bundled", True)
+    assert not _isolated_cache.exists() or not any(_isolated_cache.rglob("*"))
+    assert Cache().find(DEFAULT_MODEL) is None
+
+
+def test_models_lists_it_as_bundled() -> None:
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    [row] = [r for r in json.loads(result.stdout)["weights"] if r["name"] == DEFAULT_MODEL]
+    assert row["bundled"] and row["registered"]
+
+
+def test_it_finds_the_objects_of_the_example_scenes() -> None:
+    """Class-agnostic: at its training budget the model outlines objects far better than it
+    names them (README), so this checks the outlines, pooled over the example scenes (an
+    untrained network calls everything background: IoU 0)."""
+    assert len(SCENES) >= 3
+    predictor = Predictor(load_model(resolve_model(DEFAULT_MODEL)), device="cpu")
+    overlap = union = 0
+    for scene in SCENES:
+        truth = read_label(EXAMPLES / "labels" / f"{scene.stem}.png") > 0
+        [prediction] = predictor.predict([read_image(scene)])
+        found = prediction.labels > 0
+        overlap += np.count_nonzero(truth & found)
+        union += np.count_nonzero(truth | found)
+    assert overlap / union > 0.25
+
+
+def test_segment_uses_it_by_default(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run("segment", SCENES[0], "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == DEFAULT_MODEL
+    with Image.open(out / f"{SCENES[0].stem}.png") as labels:
+        assert labels.mode == "P" and labels.size == (256, 256)
+        palette = labels.getpalette()[: 3 * len(FASHION_CLASSES)]
+    model = load_model(resolve_model(DEFAULT_MODEL))
+    assert palette == [v for colour in model.config.palette for v in colour]
+
+
+def test_firing_rates_and_eval_use_it_by_default(tmp_path: Path) -> None:
+    result = run("firing-rates", SCENES[0], "-f", "json", "-o", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["model"] == DEFAULT_MODEL
+    data = tmp_path / "data"
+    for scene in SCENES:
+        (data / "images" / "test").mkdir(parents=True, exist_ok=True)
+        (data / "annotations" / "test").mkdir(parents=True, exist_ok=True)
+        (data / "images" / "test" / scene.name).write_bytes(scene.read_bytes())
+        label = (EXAMPLES / "labels" / f"{scene.stem}.png").read_bytes()
+        (data / "annotations" / "test" / f"{scene.stem}.png").write_bytes(label)
+    (data / "classes.txt").write_text("\n".join(FASHION_CLASSES) + "\n")
+    result = run("eval", "--data", data, "--format", "folder", "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["per_class"]["background"]["IoU"] > 50 and 0 < scores["mIoU"] < 100
+
+
+def test_train_fine_tunes_it_by_default(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / "images" / split).mkdir(parents=True)
+        (data / "annotations" / split).mkdir(parents=True)
+        (data / "images" / split / "a.jpg").write_bytes(SCENES[0].read_bytes())
+        label = (EXAMPLES / "labels" / f"{SCENES[0].stem}.png").read_bytes()
+        (data / "annotations" / split / "a.png").write_bytes(label)
+    out = tmp_path / "run"
+    result = run(
+        "train", "--data", data, "--format", "folder", "--iters", "1", "--warmup-iters", "0",
+        "--batch-size", "1", "--crop-size", "64", "--pipeline", "random_crop", "--workers", "0",
+        "--out", out, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    init = json.loads((out / "config.json").read_text())["job"]["init"]
+    assert (init["model"], init["preset"]) == (DEFAULT_MODEL, None)
+    tuned = load_model(out / "weights" / "last.safetensors")
+    assert tuned.config.class_names == FASHION_CLASSES  # the model's own names, kept
+
+
+def test_example_labels_are_the_class_ids() -> None:
+    for scene in SCENES:
+        truth = read_label(EXAMPLES / "labels" / f"{scene.stem}.png")
+        assert truth.shape == (256, 256) and truth.max() < len(FASHION_CLASSES)
+        assert np.count_nonzero(truth) > 0
