@@ -59,7 +59,8 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_same_arguments_give_the_same_bytes(built: tuple[Path, Path]) -> None:
     first, second = (_files(root) for root in built)
-    assert len(first) == 2 * sum(COUNTS.values()) + 4  # + classes.txt, objects.csv, meta, README
+    # + classes.txt, palette.txt, objects.csv, meta.json, README.md
+    assert len(first) == 2 * sum(COUNTS.values()) + 5
     assert first == second
 
 
@@ -106,6 +107,15 @@ def test_evaluation_scenes_use_unseen_objects_and_photos(built: tuple[Path, Path
     heldout = {photo["sha256"] for photo in meta["backgrounds"]["heldout"]}
     assert train and heldout and not train & heldout
     assert (root / "classes.txt").read_text().splitlines()[0] == "background"
+
+
+def test_the_palette_reaches_a_trained_model(built: tuple[Path, Path]) -> None:
+    from spike2former import build_model
+    from spike2former.training import DataSpec, fit_model_to_data
+
+    model, _ = fit_model_to_data(build_model("tiny"), DataSpec.of("folder", built[0]), 11)
+    assert model.config.palette == fashion_scenes.PALETTE
+    assert model.config.class_names == fashion_scenes.CLASSES
 
 
 def test_refuses_a_folder_that_is_not_empty(built: tuple[Path, Path]) -> None:
