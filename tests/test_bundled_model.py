@@ -37,6 +37,18 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+def examples_dataset(root: Path, scenes: list[Path], splits: tuple[str, ...]) -> Path:
+    """A ``folder`` dataset at ``root`` whose splits each hold ``scenes`` and their labels."""
+    for split in splits:
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        for scene in scenes:
+            (root / "images" / split / scene.name).write_bytes(scene.read_bytes())
+            label = EXAMPLES / "labels" / f"{scene.stem}.png"
+            (root / "annotations" / split / label.name).write_bytes(label.read_bytes())
+    return root
+
+
 def run(*args: str | Path) -> Result:
     return CliRunner().invoke(app, [*map(str, args)])
 
@@ -102,13 +114,7 @@ def test_firing_rates_and_eval_use_it_by_default(tmp_path: Path) -> None:
     result = run("firing-rates", SCENES[0], "-f", "json", "-o", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["model"] == DEFAULT_MODEL
-    data = tmp_path / "data"
-    for scene in SCENES:
-        (data / "images" / "test").mkdir(parents=True, exist_ok=True)
-        (data / "annotations" / "test").mkdir(parents=True, exist_ok=True)
-        (data / "images" / "test" / scene.name).write_bytes(scene.read_bytes())
-        label = (EXAMPLES / "labels" / f"{scene.stem}.png").read_bytes()
-        (data / "annotations" / "test" / f"{scene.stem}.png").write_bytes(label)
+    data = examples_dataset(tmp_path / "data", SCENES, ("test",))
     (data / "classes.txt").write_text("\n".join(FASHION_CLASSES) + "\n")
     result = run("eval", "--data", data, "--format", "folder", "--split", "test", "--json")
     assert result.exit_code == 0, result.output
@@ -117,13 +123,7 @@ def test_firing_rates_and_eval_use_it_by_default(tmp_path: Path) -> None:
 
 
 def test_train_fine_tunes_it_by_default(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    for split in ("train", "val"):
-        (data / "images" / split).mkdir(parents=True)
-        (data / "annotations" / split).mkdir(parents=True)
-        (data / "images" / split / "a.jpg").write_bytes(SCENES[0].read_bytes())
-        label = (EXAMPLES / "labels" / f"{SCENES[0].stem}.png").read_bytes()
-        (data / "annotations" / split / "a.png").write_bytes(label)
+    data = examples_dataset(tmp_path / "data", SCENES[:1], ("train", "val"))
     out = tmp_path / "run"
     result = run(
         "train", "--data", data, "--format", "folder", "--iters", "1", "--warmup-iters", "0",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,31 +42,11 @@ from tests.download_helpers import (
     Payloads,
     Route,
     WeightsServer,
-    build_payloads,
-    isolated_home,
     sha256,
 )
 from tests.helpers import small_config
 
 FAST = 0.3  # seconds: the timeout of the slow-server tests
-
-
-@pytest.fixture(scope="module")
-def payloads(tmp_path_factory: pytest.TempPathFactory) -> Payloads:
-    return build_payloads(tmp_path_factory.mktemp("payloads"))
-
-
-@pytest.fixture
-def server() -> Iterator[WeightsServer]:
-    server = WeightsServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
-    with isolated_home(tmp_path, monkeypatch) as home:
-        yield home
 
 
 def model_entry(name: str, url: str, **fields: object) -> dict[str, object]:

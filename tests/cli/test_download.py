@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,29 +22,9 @@ from tests.download_helpers import (
     Payloads,
     Route,
     WeightsServer,
-    build_payloads,
-    isolated_home,
     sha256,
 )
 from tests.helpers import small_config
-
-
-@pytest.fixture(scope="module")
-def payloads(tmp_path_factory: pytest.TempPathFactory) -> Payloads:
-    return build_payloads(tmp_path_factory.mktemp("payloads"))
-
-
-@pytest.fixture
-def server() -> Iterator[WeightsServer]:
-    server = WeightsServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
-    with isolated_home(tmp_path, monkeypatch) as home:
-        yield home
 
 
 def s2f(*args: str | Path) -> Result:
