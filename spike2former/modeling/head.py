@@ -7,6 +7,7 @@ key layout (the SME parameters sit directly on the head, as in the released chec
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import HeadConfig
@@ -132,11 +133,22 @@ class MaskFormerHead(nn.Module):
         )
 
     def _late_projected_masks(self, embedding: Tensor, spikes: Tensor) -> Tensor:
-        """``E . (W s + b)`` computed as ``(E W) . s + E b``; ``[L, N, Q, C]``, ``[N, C, h, w]``."""
+        """``E . (W s + b)`` computed as ``(E W) . s + E b``; ``[L, N, Q, C]``, ``[N, C, h, w]``.
+
+        One 1x1 convolution per sample (weights ``E W``, bias ``E b``): with channels-last
+        spikes the mask logits come out pixel-major, as ``combine_masks`` wants them.
+        """
         projection = self.pixel_decoder.mask_feature
-        weight = projection.weight.flatten(1)
-        masks = torch.einsum("lnqc,nchw->lnqhw", embedding @ weight, spikes)
-        return masks.add_((embedding @ projection.bias)[..., None, None])  # a fresh tensor
+        weights = embedding @ projection.weight.flatten(1)
+        biases = embedding @ projection.bias
+        stages = []
+        for weight, bias in zip(weights, biases, strict=True):
+            masks = [
+                F.conv2d(spikes[n : n + 1], weight[n][:, :, None, None], bias[n])
+                for n in range(len(spikes))
+            ]
+            stages.append(masks[0] if len(masks) == 1 else torch.cat(masks))
+        return torch.stack(stages)
 
     def forward(
         self, feats: list[Tensor], time_steps: int, all_stages: bool

@@ -96,7 +96,13 @@ class PixelDecoder(nn.Module):
         y = self.encoder_out_proj(memory)
         memories = [y]
         for i in range(len(feats) - 2, -1, -1):
-            lateral = self.lateral_convs[i](self.lateral_convs_spike[i](feats[i]))
+            feat = feats[i]
+            if i == 0 and not project_mask_features:
+                # Only the late mask projection reads this level, pixel by pixel: computed
+                # channels-last, its depthwise conv, upsampling and projection read memory in order.
+                feat = feat.contiguous(memory_format=torch.channels_last)
+                y = y.contiguous(memory_format=torch.channels_last)
+            lateral = self.lateral_convs[i](self.lateral_convs_spike[i](feat))
             y = lateral + F.interpolate(
                 y, size=lateral.shape[-2:], mode="bilinear", align_corners=False
             )

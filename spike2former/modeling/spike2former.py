@@ -75,7 +75,28 @@ class Spike2Former(nn.Module):
 
 
 def combine_masks(class_logits: Tensor, mask_logits: Tensor, size: tuple[int, int]) -> Tensor:
-    """``[B, Q, K+1]`` and ``[B, Q, h, w]`` -> semantic scores ``[B, K, *size]``."""
-    masks = F.interpolate(mask_logits, size=tuple(size), mode="bilinear", align_corners=False)
+    """``[B, Q, K+1]`` and ``[B, Q, h, w]`` -> semantic scores ``[B, K, *size]``.
+
+    Computed pixel-major: the result is channels-last (classes innermost in memory), so the
+    combination is one 1x1 convolution per image and an arg-max over classes reads contiguous
+    memory. The values are those of the official channel-first computation up to float rounding.
+    """
+    masks = F.interpolate(
+        channels_last(mask_logits), size=tuple(size), mode="bilinear", align_corners=False
+    ).sigmoid_()  # a fresh tensor
     probs = F.softmax(class_logits, dim=-1)[..., :-1]
-    return torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid_())  # masks is a fresh tensor
+    scores = [
+        F.conv2d(masks[b : b + 1], probs[b].t()[:, :, None, None]) for b in range(len(masks))
+    ]
+    return channels_last(scores[0] if len(scores) == 1 else torch.cat(scores))
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` ``[N, C, H, W]`` stored channels-last, with every stride spelt out.
+
+    Kernels choose their memory format from the strides, and the batch stride of a single image
+    is otherwise arbitrary (a size-1 dimension), which can send it to the channel-first kernel.
+    """
+    x = x.contiguous(memory_format=torch.channels_last)
+    _, c, _, w = x.shape
+    return x.as_strided(x.shape, (x[0].numel(), 1, w * c, c))
