@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 from ..errors import S2FError
@@ -42,6 +44,11 @@ def resolve_precision(device: torch.device, precision: str) -> tuple[torch.dtype
     """The dtype to run in, and a warning when ``precision`` falls back to fp32 on ``device``."""
     if precision not in PRECISIONS:
         raise S2FError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+        return torch.float32, (
+            "bf16 has no hardware support on this CPU (no AVX-512 BF16 or AMX), where it is many "
+            "times slower than fp32; running in fp32"
+        )
     unsupported = {
         "cpu": {"fp16"},
         "mps": {"bf16", "fp64"},
@@ -50,3 +57,14 @@ def resolve_precision(device: torch.device, precision: str) -> tuple[torch.dtype
     if precision in unsupported:
         return torch.float32, f"{precision} is not supported on {device.type}; running in fp32"
     return PRECISIONS[precision], None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively.
+
+    On x86 that takes AVX-512 BF16 or AMX; without them PyTorch emulates bfloat16 arithmetic.
+    Other architectures are given the benefit of the doubt.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

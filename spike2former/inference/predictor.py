@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..datasets.metadata import palette_for
@@ -22,8 +21,8 @@ from ..modeling.spike2former import Spike2Former, combine_masks
 from .devices import PRECISIONS, resolve_device, resolve_precision
 from .preprocess import normalize, resize_image
 
-# Classes resized back to the image size at once: bounds the memory of large images.
-_CLASS_CHUNK = 16
+# Pixels interpolated at once where neighbouring source pixels disagree: bounds the memory.
+_PIXEL_CHUNK = 16384
 
 
 @dataclass
@@ -139,27 +138,58 @@ def label_dtype(num_classes: int) -> type[np.unsignedinteger]:
 def scores_to_labels(scores: Tensor, size: tuple[int, int]) -> Tensor:
     """``[K, h, w]`` scores -> ``[H, W]`` arg-max after bilinear resizing to ``size``.
 
-    Classes are resized a chunk at a time and merged with a running maximum (ties keep the lower
-    class index, like ``argmax``), so a large image never holds all K full-size score maps.
+    Bilinear resizing (``align_corners=False``) makes every pixel a convex combination of at most
+    four source pixels, and where those four share their arg-max class the combination has it
+    too. So the labels are read off the source arg-max, and only pixels between source pixels of
+    different classes are interpolated (all K scores, a chunk of pixels at a time): the same
+    labels as resizing every class map, (near-)ties apart, without K full-size score maps.
     """
     if tuple(scores.shape[-2:]) == tuple(size):
         return scores.argmax(0)
-    # fp16/bf16 scores are resized in fp32; fp32 and fp64 keep their precision.
+    # fp16/bf16 scores are interpolated in fp32; fp32 and fp64 keep their precision.
     dtype = torch.promote_types(scores.dtype, torch.float32)
-    best_value = best_index = None
-    for start in range(0, scores.shape[0], _CLASS_CHUNK):
-        chunk = F.interpolate(
-            scores[None, start : start + _CLASS_CHUNK].to(dtype),
-            size=size,
-            mode="bilinear",
-            align_corners=False,
-        )[0]
-        value, index = chunk.max(0)
-        index += start
-        if best_value is None:
-            best_value, best_index = value, index
-        else:
-            better = value > best_value
-            best_value = torch.where(better, value, best_value)
-            best_index = torch.where(better, index, best_index)
-    return best_index
+    rows = _BilinearTaps.between(scores.shape[-2], size[0], dtype, scores.device)
+    cols = _BilinearTaps.between(scores.shape[-1], size[1], dtype, scores.device)
+    source = scores.argmax(0)
+    labels = source[rows.first[:, None], cols.first[None, :]]
+    mixed = labels != source[rows.first[:, None], cols.second[None, :]]
+    mixed |= labels != source[rows.second[:, None], cols.first[None, :]]
+    mixed |= labels != source[rows.second[:, None], cols.second[None, :]]
+    ys, xs = mixed.nonzero(as_tuple=True)
+    pixels = scores.permute(1, 2, 0)  # [h, w, K]: contiguous for channels-last scores
+    for start in range(0, len(ys), _PIXEL_CHUNK):
+        y, x = ys[start : start + _PIXEL_CHUNK], xs[start : start + _PIXEL_CHUNK]
+        y0, y1, x0, x1 = rows.first[y], rows.second[y], cols.first[x], cols.second[x]
+        wx0, wx1 = cols.first_weight[x, None], cols.second_weight[x, None]
+        top = pixels[y0, x0].to(dtype) * wx0 + pixels[y0, x1].to(dtype) * wx1
+        bottom = pixels[y1, x0].to(dtype) * wx0 + pixels[y1, x1].to(dtype) * wx1
+        resized = top * rows.first_weight[y, None] + bottom * rows.second_weight[y, None]
+        labels[y, x] = resized.argmax(1)
+    return labels
+
+
+@dataclass(frozen=True)
+class _BilinearTaps:
+    """Source indices and weights of a 1-D bilinear resize (``align_corners=False``)."""
+
+    first: Tensor
+    second: Tensor
+    first_weight: Tensor
+    second_weight: Tensor
+
+    @classmethod
+    def between(
+        cls, in_size: int, out_size: int, dtype: torch.dtype, device: torch.device
+    ) -> _BilinearTaps:
+        position = (torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size)
+        position = (position - 0.5).clamp_(min=0)
+        first = position.floor()
+        second_weight = position - first
+        first = first.long()
+        second = torch.clamp(first + 1, max=in_size - 1)
+        return cls(
+            first.to(device),
+            second.to(device),
+            (1 - second_weight).to(device, dtype),
+            second_weight.to(device, dtype),
+        )

@@ -85,9 +85,7 @@ def combine_masks(class_logits: Tensor, mask_logits: Tensor, size: tuple[int, in
         channels_last(mask_logits), size=tuple(size), mode="bilinear", align_corners=False
     ).sigmoid_()  # a fresh tensor
     probs = F.softmax(class_logits, dim=-1)[..., :-1]
-    scores = [
-        F.conv2d(masks[b : b + 1], probs[b].t()[:, :, None, None]) for b in range(len(masks))
-    ]
+    scores = [F.conv2d(masks[b : b + 1], probs[b].t()[:, :, None, None]) for b in range(len(masks))]
     return channels_last(scores[0] if len(scores) == 1 else torch.cat(scores))
 
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from spike2former import load_model
 from spike2former.convert import convert_checkpoint
 from spike2former.errors import S2FError
+from spike2former.inference import devices as devices_module
 from spike2former.inference import predictor as predictor_module
 from spike2former.inference.predictor import Predictor, label_dtype, scores_to_labels
 from spike2former.inference.preprocess import (
@@ -126,25 +127,44 @@ def _direct(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized.argmax(0)
 
 
-def test_chunked_resize_equals_a_full_size_argmax_with_ties() -> None:
+def test_resize_keeps_the_lowest_of_tied_classes() -> None:
     gen = torch.Generator().manual_seed(0)
-    # integer scores: many classes share the maximum, within a chunk and across chunks
-    scores = torch.randint(0, 3, (40, 7, 9), generator=gen).float()
-    scores[25] = scores[3]  # identical maps in two different chunks
-    scores[6] = scores[5]  # and in the same chunk
+    scores = torch.rand(40, 7, 9, generator=gen)
+    scores[25] = scores[3]  # identical maps tie everywhere: the lower index must win
+    scores[6] = scores[5]
+    scores[:, 2:5, 3:6] = 0.5  # a block where every class ties
     size = (23, 31)
-    expected = _direct(scores, size)
-    resized = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
-    tied = (resized == resized.max(0).values).sum(0) > 1
-    assert tied.float().mean() > 0.2, "the test needs ties"
-    assert predictor_module._CLASS_CHUNK < 40, "the test needs several chunks"
-    assert torch.equal(scores_to_labels(scores, size), expected)
+    labels = scores_to_labels(scores, size)
+    assert torch.equal(labels, _direct(scores, size))
+    assert not (labels == 25).any() and not (labels == 6).any()
+    assert (labels == 3).any() and (labels == 5).any() and (labels == 0).any()
 
 
-def test_chunked_resize_of_random_scores() -> None:
+def test_resize_of_random_scores_interpolates_everywhere() -> None:
+    """Neighbouring pixels of random scores disagree: every output pixel is interpolated."""
     scores = torch.randn(37, 12, 16, generator=torch.Generator().manual_seed(1))
-    for size in [(40, 56), (7, 9), (12, 17)]:
+    for size in [(40, 56), (7, 9), (12, 17), (5, 40)]:
         assert torch.equal(scores_to_labels(scores, size), _direct(scores, size))
+
+
+def test_resize_of_smooth_scores_matches_resizing_every_class() -> None:
+    """Regions of one class are read off the source labels; only their borders are interpolated."""
+    coarse = torch.rand(12, 5, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    scores = F.interpolate(coarse[None], size=(40, 48), mode="bilinear", align_corners=False)[0]
+    source = scores.argmax(0)
+    assert (source[1:] == source[:-1]).float().mean() > 0.8, "the test needs uniform regions"
+    for size in [(97, 131), (33, 41), (40, 200)]:
+        assert torch.equal(scores_to_labels(scores, size), _direct(scores, size))
+    channels_last = scores[None].contiguous(memory_format=torch.channels_last)[0]
+    assert torch.equal(scores_to_labels(channels_last, (97, 131)), _direct(scores, (97, 131)))
+
+
+def test_resize_in_pixel_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = torch.randn(9, 10, 12, generator=torch.Generator().manual_seed(6))
+    expected = scores_to_labels(scores, (31, 29))
+    monkeypatch.setattr(predictor_module, "_PIXEL_CHUNK", 7)
+    assert torch.equal(scores_to_labels(scores, (31, 29)), expected)
+    assert torch.equal(expected, _direct(scores, (31, 29)))
 
 
 def test_same_size_is_a_plain_argmax() -> None:
@@ -235,10 +255,34 @@ def test_fp16_on_cpu_falls_back_with_a_note() -> None:
     assert predictor.predict([random_rgb()])[0].labels.shape == (40, 56)
 
 
+def test_bf16_falls_back_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices_module, "cpu_has_native_bf16", lambda: False)
+    predictor = Predictor(make_model(small_config()), device="cpu", precision="bf16", imgsz=0)
+    assert predictor.dtype == torch.float32 and predictor.precision == "fp32"
+    assert predictor.precision_note is not None and "bf16" in predictor.precision_note
+
+
+def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices_module.platform, "machine", lambda: "x86_64")
+    for avx512_bf16, amx, expected in [
+        (False, False, False),
+        (True, False, True),
+        (False, True, True),
+    ]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert devices_module.cpu_has_native_bf16() is expected
+    monkeypatch.setattr(devices_module.platform, "machine", lambda: "arm64")
+    assert devices_module.cpu_has_native_bf16()
+
+
 @pytest.mark.parametrize(
     ("precision", "dtype"), [("fp64", torch.float64), ("bf16", torch.bfloat16)]
 )
-def test_supported_precisions_on_cpu(precision: str, dtype: torch.dtype) -> None:
+def test_supported_precisions_on_cpu(
+    precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(devices_module, "cpu_has_native_bf16", lambda: True)
     predictor = Predictor(make_model(small_config()), device="cpu", precision=precision, imgsz=0)
     assert predictor.dtype == dtype
     assert predictor.precision == precision
