@@ -37,15 +37,22 @@ class LinearAttentionV3(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         s = self.head_spike(x)
-        q = split_heads(self.q_spike(self.q_conv(s)), self.num_heads)
-        k = split_heads(self.k_spike(self.k_conv(s)), self.num_heads)
-        v = split_heads(self.v_spike(self.v_conv(s)), self.num_heads)
+        q, k, v = (
+            self.q_spike(self.q_conv(s)),
+            self.k_spike(self.k_conv(s)),
+            self.v_spike(self.v_conv(s)),
+        )
         if self.keys_first:
-            out = (q @ (k.transpose(-2, -1) @ v)) * (self.scale * 2)
+            # Channel-major: out^T = (v^T k) q^T per head, read off the conv outputs as views.
+            n, heads = x.shape[0], self.num_heads
+            q, k, v = (t.view(n, heads, t.shape[1] // heads, -1) for t in (q, k, v))
+            out = ((v @ k.transpose(-2, -1)) @ q).mul_(self.scale * 2)
+            out = out.view(n, -1, height, width)
         else:
+            q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))
             out = ((q @ k.transpose(-2, -1)) @ v) * (self.scale * 2)
-        out = self.attn_spike(merge_heads(out, height, width))
-        return self.proj_conv(out)
+            out = merge_heads(out, height, width)
+        return self.proj_conv(self.attn_spike(out))
 
 
 class MetaBlockV3(nn.Module):
