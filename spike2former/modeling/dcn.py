@@ -55,13 +55,15 @@ def deformable_sample(
     locations = (ref + kernel) + offsets / norm
 
     grids = (2 * locations - 1).view(n, height * width, groups, points, 2)
-    grids = grids.transpose(1, 2).reshape(n * groups, height * width, points, 2)
+    # Contiguous (also for one sample, where reshape returns a strided view): grid_sample's
+    # vectorised kernel needs it, and is several times slower on a strided grid.
+    grids = grids.transpose(1, 2).reshape(n * groups, height * width, points, 2).contiguous()
     values = padded.reshape(n * groups, channels // groups, in_h, in_w)
     samples = F.grid_sample(
         values, grids, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     weights = modulation.reshape(n, height * width, groups, points).transpose(1, 2)
-    weights = weights.reshape(n * groups, 1, height * width, points)
+    weights = weights.reshape(n * groups, 1, height * width, points).contiguous()
     return (samples * weights).sum(-1).view(n, channels, height, width)
 
 

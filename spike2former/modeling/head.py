@@ -76,11 +76,11 @@ class MaskFormerHead(nn.Module):
         for i, memory in enumerate(memories):
             height, width = memory.shape[-2:]
             keys.append(memory.flatten(2).transpose(1, 2) + self.level_embed.weight[i])
-            positions.append(
-                sine_position_encoding(
-                    height, width, memory.shape[1] // 2, dtype=memory.dtype, device=memory.device
-                )
+            position = sine_position_encoding(
+                height, width, memory.shape[1] // 2, dtype=memory.dtype, device=memory.device
             )
+            # Stored channel-major like the keys, so that every layer adds the two in memory order.
+            positions.append(position.t().contiguous().t())
         return keys, positions
 
     def decode_queries(self, memories: list[Tensor]) -> Tensor:
