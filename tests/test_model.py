@@ -225,3 +225,21 @@ def test_palette_round_trips_and_is_checked(tmp_path: Path) -> None:
         dataclasses.replace(config, palette=palette[:2])
     with pytest.raises(ValueError, match="three integers in 0..255"):
         dataclasses.replace(config, palette=(*palette[:4], (0, 0, 256)))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_combine_masks_is_the_official_channel_first_sum_stored_pixel_major(batch: int) -> None:
+    from spike2former.modeling.spike2former import combine_masks
+
+    gen = torch.Generator().manual_seed(7)
+    class_logits = torch.randn(batch, 10, 6, generator=gen, dtype=torch.float64)
+    mask_logits = torch.randn(batch, 10, 7, 9, generator=gen, dtype=torch.float64) * 4
+    masks = F.interpolate(mask_logits, size=(13, 18), mode="bilinear", align_corners=False)
+    probs = F.softmax(class_logits, dim=-1)[..., :-1]
+    expected = torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid())
+    scores = combine_masks(class_logits, mask_logits, (13, 18))
+    assert scores.shape == (batch, 5, 13, 18)
+    assert torch.allclose(scores, expected, rtol=0, atol=1e-14)
+    # classes innermost in memory, batch stride spelt out (kernels read the layout off it)
+    assert scores.stride() == (13 * 18 * 5, 1, 18 * 5, 5)
+    assert torch.equal(scores.argmax(1), expected.argmax(1))
