@@ -101,8 +101,11 @@ def _spike2former(name: str, images: torch.Tensor, labels: bool) -> Callable[[],
 def _case(
     name: str, timed: str, size: int, batch: int, warmup: int, repeats: int, keep_memory: bool
 ) -> dict[str, object]:
-    if name == "s2f-bf16" and not torch.cpu._is_avx512_bf16_supported():
-        raise SystemExit("this CPU has no native bfloat16 arithmetic (AVX-512 BF16)")
+    if name == "s2f-bf16":
+        from spike2former.inference.devices import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():
+            raise SystemExit("this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX)")
     if keep_memory:
         from spike2former.inference.allocator import keep_freed_memory
 

@@ -7,7 +7,6 @@ key layout (the SME parameters sit directly on the head, as in the released chec
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import HeadConfig
@@ -15,6 +14,7 @@ from .decoder import TransformerDecoder
 from .mask_embedding import SpikingMaskMLP
 from .neuron import SpikingNeuron
 from .pixel_decoder import PixelDecoder
+from .pixel_major import pointwise_per_sample
 from .positional_encoding import sine_position_encoding
 
 
@@ -141,13 +141,10 @@ class MaskFormerHead(nn.Module):
         projection = self.pixel_decoder.mask_feature
         weights = embedding @ projection.weight.flatten(1)
         biases = embedding @ projection.bias
-        stages = []
-        for weight, bias in zip(weights, biases, strict=True):
-            masks = [
-                F.conv2d(spikes[n : n + 1], weight[n][:, :, None, None], bias[n])
-                for n in range(len(spikes))
-            ]
-            stages.append(masks[0] if len(masks) == 1 else torch.cat(masks))
+        stages = [
+            pointwise_per_sample(spikes, weight, bias)
+            for weight, bias in zip(weights, biases, strict=True)
+        ]
         return torch.stack(stages)
 
     def forward(

@@ -15,6 +15,7 @@ from .blocks import SepConvSpike, TokenMLP, conv_bn
 from .dcn import SpikeDCN
 from .neuron import SpikingNeuron
 from .official_layout import channels_first_buffer_as_channels_last
+from .pixel_major import channels_last
 
 
 class EncoderLayer(nn.Module):
@@ -100,8 +101,7 @@ class PixelDecoder(nn.Module):
             if i == 0 and not project_mask_features:
                 # Only the late mask projection reads this level, pixel by pixel: computed
                 # channels-last, its depthwise conv, upsampling and projection read memory in order.
-                feat = feat.contiguous(memory_format=torch.channels_last)
-                y = y.contiguous(memory_format=torch.channels_last)
+                feat, y = channels_last(feat), channels_last(y)
             lateral = self.lateral_convs[i](self.lateral_convs_spike[i](feat))
             y = lateral + F.interpolate(
                 y, size=lateral.shape[-2:], mode="bilinear", align_corners=False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -10,6 +9,7 @@ from ..config import ModelConfig
 from .backbone import SpikingMetaFormer
 from .head import MaskFormerHead
 from .neuron import SpikingNeuron
+from .pixel_major import channels_last, pointwise_per_sample
 
 
 class Spike2Former(nn.Module):
@@ -85,16 +85,4 @@ def combine_masks(class_logits: Tensor, mask_logits: Tensor, size: tuple[int, in
         channels_last(mask_logits), size=tuple(size), mode="bilinear", align_corners=False
     ).sigmoid_()  # a fresh tensor
     probs = F.softmax(class_logits, dim=-1)[..., :-1]
-    scores = [F.conv2d(masks[b : b + 1], probs[b].t()[:, :, None, None]) for b in range(len(masks))]
-    return channels_last(scores[0] if len(scores) == 1 else torch.cat(scores))
-
-
-def channels_last(x: Tensor) -> Tensor:
-    """``x`` ``[N, C, H, W]`` stored channels-last, with every stride spelt out.
-
-    Kernels choose their memory format from the strides, and the batch stride of a single image
-    is otherwise arbitrary (a size-1 dimension), which can send it to the channel-first kernel.
-    """
-    x = x.contiguous(memory_format=torch.channels_last)
-    _, c, _, w = x.shape
-    return x.as_strided(x.shape, (x[0].numel(), 1, w * c, c))
+    return channels_last(pointwise_per_sample(masks, probs.transpose(1, 2)))
