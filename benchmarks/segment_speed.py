@@ -9,8 +9,10 @@ label maps, each network with its own post-processing; ``forward`` cases time th
 - ``s2f``: the path ``s2f segment`` takes (``optimize_for_inference``, ``combine_masks`` at the
   input size, arg-max over classes, and the allocator setting of every ``s2f`` command,
   ``keep_freed_memory``), batch 1 and batch 8; once more at batch 1 with glibc's default allocator,
-  as a library user gets it; ``s2f-bf16``: the same in bfloat16 (``--precision bf16``; skipped
-  on CPUs without native bfloat16 arithmetic, where it is many times slower than fp32);
+  as a library user gets it; ``s2f-compiled``: the same through ``torch.compile``
+  (``s2f segment --compile``; the first call, which compiles, is reported apart);
+  ``s2f-bf16``: the same in bfloat16 (``--precision bf16``; skipped on CPUs without native
+  bfloat16 arithmetic, where it is many times slower than fp32);
 - ``official-way``: the same network computed as the official code does (all seven stages, every
   BatchNorm separate, (q k^T) v attention, mask features materialised, channel-first einsum of
   classes and masks, arg-max), batch 1;
@@ -41,6 +43,7 @@ CASES = [  # name, what is timed, batch, keep_freed_memory
     ("s2f", "forward", 1, True),
     ("s2f", "labels", 8, True),
     ("s2f", "labels", 1, False),
+    ("s2f-compiled", "labels", 1, True),
     ("s2f-bf16", "labels", 1, True),
     ("official-way", "labels", 1, False),
     ("official-way", "forward", 1, False),
@@ -81,6 +84,11 @@ def _spike2former(name: str, images: torch.Tensor, labels: bool) -> Callable[[],
     if name == "s2f-bf16":
         network, images = network.to(torch.bfloat16), images.to(torch.bfloat16)
     size = tuple(images.shape[-2:])
+    if name == "s2f-compiled":
+        from spike2former.inference.compiled import CompiledScores, SemanticScores
+
+        scores = CompiledScores(SemanticScores(network))
+        return lambda: scores(images).argmax(1) if labels else scores(images)
 
     def run() -> object:
         out = network(images, return_aux=official)
@@ -118,12 +126,12 @@ def _case(
         run = _spike2former(name, images, labels)
     times = []
     with torch.inference_mode():
-        for i in range(warmup + repeats):
+        for _ in range(warmup + repeats):
             start = time.perf_counter()
             run()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times[warmup:])
+    extra = {"first_call_seconds": round(times[0], 1)} if name == "s2f-compiled" else {}
     return {
         "case": name,
         "timed": timed,
@@ -134,6 +142,7 @@ def _case(
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        **extra,
     }
 
 

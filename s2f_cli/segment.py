@@ -61,6 +61,14 @@ def segment(
     precision: PrecisionOption = "fp32",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
     threads: ThreadsOption = 0,
+    compile_network: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Compile the network with torch.compile: faster for many inputs of one size; "
+            "the first pass of each size takes a minute or more.",
+        ),
+    ] = False,
     output: Annotated[
         str | None,
         typer.Option(
@@ -108,9 +116,13 @@ def segment(
             raise fail("--json and -o - both write to stdout; choose one", EXIT_USAGE)
     network = load_for_inference(model, offline, device, precision, threads)
     with reported_errors():
-        predictor = Predictor(network, device=device, precision=precision, imgsz=imgsz)
+        predictor = Predictor(
+            network, device=device, precision=precision, imgsz=imgsz, compile=compile_network
+        )
     if predictor.precision_note and not quiet:
         stderr.print(f"[yellow]warning:[/] {predictor.precision_note}", highlight=False)
+    if compile_network and not quiet:
+        stderr.print("compiling the network at the first input of each size", highlight=False)
 
     out_dir = None
     if not to_stdout and label_file is None:
@@ -131,6 +143,8 @@ def segment(
         read_stdin=stdin_data,
     )
     records, interrupted = _run(job, items, vid_stride, quiet, json_lines)
+    if predictor.compile_note and not quiet:
+        stderr.print(f"[yellow]warning:[/] {escape(predictor.compile_note)}", highlight=False)
     if out_dir is not None:
         _write_summary(out_dir, records, predictor, model, interrupted)
     if interrupted:
@@ -270,6 +284,7 @@ def _write_summary(
         "model": model,
         "device": str(predictor.device),
         "precision": predictor.precision,
+        "compiled": predictor.compiled,
         "imgsz": predictor.imgsz,
         "inputs": len(records),
         "ok": sum(r.status == "ok" for r in records),
@@ -297,7 +312,7 @@ def _report(
     stderr.print(
         f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
         f"{speed['postprocess']:.1f}ms postprocess per image or frame ({predictor.device}, "
-        f"{predictor.precision})"
+        f"{predictor.precision}{', compiled' if predictor.compiled else ''})"
         + (f"; {failed} of {len(records)} inputs failed" if failed else ""),
         highlight=False,
     )

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from ..datasets.metadata import palette_for
 from ..modeling.fusion import optimize_for_inference
-from ..modeling.spike2former import Spike2Former, combine_masks
+from ..modeling.spike2former import Spike2Former
+from .compiled import CompiledScores, SemanticScores
 from .devices import PRECISIONS, resolve_device, resolve_precision
 from .preprocess import normalize, resize_image
 
@@ -55,6 +56,9 @@ class Predictor:
             cannot (``precision_note`` says so).
         imgsz: short side fed to the network (default: the model's test size); 0 = native size.
         optimize: use ``optimize_for_inference`` (same function, different float rounding).
+        compile: run through ``torch.compile`` (see ``compiled``): faster for inputs of one size,
+            slow to start; falls back to eager execution where it cannot compile
+            (``compile_note`` says so).
     """
 
     def __init__(
@@ -64,12 +68,15 @@ class Predictor:
         precision: str = "fp32",
         imgsz: int | None = None,
         optimize: bool = True,
+        compile: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype, self.precision_note = resolve_precision(self.device, precision)
         config = model.config
         network = optimize_for_inference(model) if optimize else copy.deepcopy(model).eval()
         self.model = network.to(device=self.device, dtype=self.dtype)
+        scores = SemanticScores(self.model)
+        self._scores = CompiledScores(scores) if compile else scores
         self.imgsz = config.test_size if imgsz is None else imgsz
         self.num_classes = config.head.num_classes
         self.class_names = config.class_names or tuple(
@@ -80,6 +87,16 @@ class Predictor:
             if config.palette is not None
             else palette_for(config.class_names, self.num_classes)
         )
+
+    @property
+    def compiled(self) -> bool:
+        """True while the network runs compiled (asked for, and compilation has not failed)."""
+        return isinstance(self._scores, CompiledScores) and self._scores.active
+
+    @property
+    def compile_note(self) -> str | None:
+        """Why compilation was given up, if it was."""
+        return self._scores.note if isinstance(self._scores, CompiledScores) else None
 
     @property
     def precision(self) -> str:
@@ -122,8 +139,7 @@ class Predictor:
     @torch.inference_mode()
     def semantic_scores(self, batch: Tensor) -> Tensor:
         """Normalised ``[B, 3, h, w]`` -> per-class scores ``[B, K, h, w]`` (official predict)."""
-        out = self.model(batch.to(device=self.device, dtype=self.dtype))
-        return combine_masks(out["class_logits"], out["mask_logits"], batch.shape[-2:])
+        return self._scores(batch.to(device=self.device, dtype=self.dtype))
 
     @torch.inference_mode()
     def predict_normalized(self, batch: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ from typer.testing import CliRunner, Result
 from s2f_cli.app import app
 from spike2former import load_model, save_model
 from spike2former.convert import convert_checkpoint
+from spike2former.inference import compiled as compiled_module
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import read_image
 from tests.cli.assertions import assert_one_error_line, errors, lines
@@ -235,6 +236,29 @@ def test_16_bit_png_for_more_than_256_classes(
     labels = png_array(out / "b.png", mode="I;16")
     assert labels.max() > 255
     assert np.array_equal(labels, stripes(300))
+
+
+def test_compile_that_fails_warns_and_runs_eagerly(
+    model: Path, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_compiler(module: torch.nn.Module, **_: object):  # noqa: ANN202 - as torch.compile
+        def fail(batch: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return fail
+
+    monkeypatch.setattr(compiled_module.torch, "compile", no_compiler)
+    result = segment(inputs, "-m", model, "--compile", "-o", tmp_path / "c", "--save", "mask")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in lines(result.stderr) if line.startswith("warning: ")]
+    assert len(warnings) == 1
+    assert "cannot compile the network" in warnings[0]
+    assert "No working C++ compiler found" in warnings[0]
+    assert summary(tmp_path / "c")["compiled"] is False
+    assert segment(inputs, "-m", model, "-o", tmp_path / "e", "--save", "mask").exit_code == 0
+    assert summary(tmp_path / "e")["compiled"] is False
+    for name in ("a.png", "b.png"):
+        assert np.array_equal(png_array(tmp_path / "c" / name), png_array(tmp_path / "e" / name))
 
 
 @pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")

@@ -1,0 +1,62 @@
+"""The network and its score combination compiled with ``torch.compile`` (opt-in).
+
+Inductor with weight freezing fuses the neurons' clamp/round/scale, the residual adds and the
+layer scales into the convolutions around them and removes the per-operation Python overhead:
+on a 2-core CPU a 512x512 image runs about a fifth faster, with the same outputs (no operation
+is reordered). The price is compilation: about a minute the first time for each input size, a
+quarter of that with torch's on-disk cache warm. Shapes are compiled statically (dynamic shapes
+compile for several minutes and run slower than eager), so the mode pays off for inputs of one
+size: videos, frame folders, datasets at a fixed size.
+
+Where compilation is impossible (no C++ compiler, an unsupported device or operation), the first
+call falls back to eager execution for good and ``note`` says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..modeling.spike2former import Spike2Former, combine_masks
+
+
+class SemanticScores(nn.Module):
+    """Normalised ``[B, 3, h, w]`` -> per-class scores ``[B, K, h, w]``, as the official predict."""
+
+    def __init__(self, network: Spike2Former) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, batch: Tensor) -> Tensor:
+        out = self.network(batch)
+        return combine_masks(out["class_logits"], out["mask_logits"], batch.shape[-2:])
+
+
+class CompiledScores:
+    """``SemanticScores`` through ``torch.compile``, falling back to eager on failure."""
+
+    def __init__(self, scores: SemanticScores) -> None:
+        self.eager = scores
+        self.note: str | None = None
+        self._compiled: Callable[[Tensor], Tensor] | None = torch.compile(
+            scores, dynamic=False, options={"freezing": True}
+        )
+
+    @property
+    def active(self) -> bool:
+        """False once compilation has failed and calls run eagerly."""
+        return self._compiled is not None
+
+    def __call__(self, batch: Tensor) -> Tensor:
+        if self._compiled is not None:
+            try:
+                return self._compiled(batch)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: run eagerly instead
+                self._compiled = None
+                reason = (
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                )
+                self.note = f"cannot compile the network ({reason[:200]}); running it uncompiled"
+        return self.eager(batch)
