@@ -51,3 +51,20 @@ def test_fused_official_model_reproduces_the_fixture(golden: dict[str, torch.Ten
     assert (seg64 - golden["seg_logits_f64"]).abs().max() < 1e-8
     assert torch.equal(seg64.argmax(1), golden["seg_map_f64"])
     assert torch.equal(seg32.argmax(1), golden["seg_map"])
+
+
+@pytest.mark.parametrize("version", ["sdtv2", "sdtv3"])
+def test_pixel_major_backbone_stages_compute_the_same_features(version: str) -> None:
+    fast = optimize_for_inference(randomize_(build_model(small_config({"version": version})), 4))
+    fast = fast.double()
+    assert fast.backbone.pixel_major_convs
+    images = torch.randn(1, 3, 48, 80, dtype=torch_f64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        pixel_major = fast.backbone(images)
+        fast.backbone.pixel_major_convs = False
+        channel_first = fast.backbone(images)
+    assert pixel_major[0].is_contiguous(memory_format=torch.channels_last)
+    assert all(x.is_contiguous() for x in pixel_major[1:])
+    assert pixel_major[0].std() > 1e-2
+    for got, want in zip(pixel_major, channel_first, strict=True):
+        assert torch.allclose(got, want, rtol=0, atol=1e-9)

@@ -12,13 +12,20 @@ from ..config import BackboneConfig
 from .backbone_sdtv2 import MetaBlockV2, SepConvV2
 from .backbone_sdtv3 import MetaBlockV3
 from .blocks import DownSampling, SepConvSpike, SpikingConvBlock
+from .pixel_major import channels_last
 
 
 class SpikingMetaFormer(nn.Module):
     """``[N, 3, H, W]`` normalised images (N = T*B, already repeated over T) -> four feature maps.
 
     Returns ``[x1, x2, x3, x4]`` with ``config.out_channels`` channels at strides 2, 4, 8, 16.
+
+    ``pixel_major_convs = True`` (set by ``optimize_for_inference``) runs the convolutional
+    stages channels-last, where oneDNN's kernels are faster at these sizes; ``x1`` stays
+    channels-last (the pixel decoder wants it so), the other outputs are channel-first.
     """
+
+    pixel_major_convs = False
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
@@ -50,13 +57,15 @@ class SpikingMetaFormer(nn.Module):
         self.block4 = meta_blocks(d[3], config.stage4_depth)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        if self.pixel_major_convs:
+            x = channels_last(x)
         x = self.ConvBlock1_1[0](self.downsample1_1(x))
         x1 = x
         x = self.ConvBlock1_2[0](self.downsample1_2(x))
-        x2 = x
+        x2 = x.contiguous()
         x = self.ConvBlock2_2[0](self.ConvBlock2_1[0](self.downsample2(x)))
-        x3 = x
-        x = self.downsample3(x)
+        x3 = x.contiguous()
+        x = self.downsample3(x).contiguous()
         for block in self.block3:
             x = block(x)
         x = self.downsample4(x)

@@ -7,7 +7,8 @@
   is associative; N x d x d instead of N x N x d work);
 - the pixel decoder's last 1x1 conv is applied to the Q mask embeddings instead of the C-channel
   stride-2 map;
-- the T identical copies of the input are not run T times.
+- the T identical copies of the input are not run T times;
+- the backbone's convolutional stages run channels-last (pixel-major).
 
 Folding and reassociation change float rounding, not the mathematics. In float64 the results agree
 with the reference network to ~1e-12; in float32 a neuron input that lies within rounding of a
@@ -37,6 +38,7 @@ def optimize_for_inference(model: Spike2Former) -> Spike2Former:
         if hasattr(module, "keys_first"):
             module.keys_first = True
     fast.decode_head.late_mask_projection = True
+    fast.backbone.pixel_major_convs = True
     fast.repeat_time_steps = False
     return fast
 
