@@ -68,3 +68,22 @@ def test_pixel_major_backbone_stages_compute_the_same_features(version: str) -> 
     assert pixel_major[0].std() > 1e-2
     for got, want in zip(pixel_major, channel_first, strict=True):
         assert torch.allclose(got, want, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("version", ["sdtv2", "sdtv3"])
+def test_spiking_temporaries_in_place_changes_nothing(version: str) -> None:
+    from spike2former.modeling.neuron import SpikingNeuron
+
+    fast = optimize_for_inference(randomize_(build_model(small_config({"version": version})), 5))
+    neurons = [m for m in fast.modules() if isinstance(m, SpikingNeuron)]
+    in_place = [m for m in neurons if m.overwrites_input]
+    assert 0 < len(in_place) < len(neurons)
+    images = torch.randn(2, 3, 48, 80, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        overwriting = fast(images)
+        for neuron in in_place:
+            neuron.overwrites_input = False
+        copying = fast(images)
+    assert overwriting["mask_logits"].std() > 1e-2
+    for key in ("class_logits", "mask_logits"):
+        assert torch.equal(overwriting[key], copying[key]), key

@@ -19,6 +19,8 @@ class LinearAttentionV3(nn.Module):
     when the spike sums fit the float mantissa (always in float64), otherwise rounded differently.
     """
 
+    temporary_input_neurons = ("q_spike", "k_spike", "v_spike", "attn_spike")
+
     def __init__(self, dim: int, num_heads: int, levels: int, value_ratio: int = 4) -> None:
         super().__init__()
         self.num_heads = num_heads

@@ -55,6 +55,8 @@ class SepConvSpike(nn.Module):
     ``[N, C, H, W]`` in and out.
     """
 
+    temporary_input_neurons = ("spike2", "spike3")
+
     def __init__(self, dim: int, levels: int, kernel_size: int, expansion: int = 2) -> None:
         super().__init__()
         hidden = dim * expansion
@@ -79,6 +81,7 @@ class SpikingConvBlock(nn.Module):
     """
 
     conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+    temporary_input_neurons = ("spike2",)
 
     def __init__(self, dim: int, separable: nn.Module, levels: int, mlp_ratio: int) -> None:
         super().__init__()
@@ -106,6 +109,7 @@ class TokenMLP(nn.Module):
     """
 
     conv_bn_pairs = (("fc1_conv", "fc1_bn"), ("fc2_conv", "fc2_bn"))
+    temporary_input_neurons = ("fc2_spike",)
 
     def __init__(self, dim: int, hidden: int, levels: int, out_dim: int | None = None) -> None:
         super().__init__()

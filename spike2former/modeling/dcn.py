@@ -75,6 +75,8 @@ class SpikeDCN(nn.Module):
     output_proj (SepConv) mixes the result.
     """
 
+    temporary_input_neurons = ("offset_spike", "mask_spike")
+
     def __init__(
         self, channels: int, groups: int, kernel_size: int, dw_kernel_size: int, levels: int
     ) -> None:

@@ -27,6 +27,8 @@ class SpikingAttention(nn.Module):
     same value up to float rounding (exact in float64 for power-of-4 widths such as 256).
     """
 
+    temporary_input_neurons = ("q_spike", "k_spike", "v_spike", "attn_spike")
+
     def __init__(self, channels: int, num_heads: int, levels: int) -> None:
         super().__init__()
         self.num_heads = num_heads

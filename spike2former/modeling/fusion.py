@@ -8,7 +8,8 @@
 - the pixel decoder's last 1x1 conv is applied to the Q mask embeddings instead of the C-channel
   stride-2 map;
 - the T identical copies of the input are not run T times;
-- the backbone's convolutional stages run channels-last (pixel-major).
+- the backbone's convolutional stages run channels-last (pixel-major);
+- neurons whose input is a temporary nothing else reads spike it in place.
 
 Folding and reassociation change float rounding, not the mathematics. In float64 the results agree
 with the reference network to ~1e-12; in float32 a neuron input that lies within rounding of a
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from .backbone_sdtv2 import BNAndPad, RepConv
+from .neuron import SpikingNeuron
 from .spike2former import Spike2Former
 
 _BatchNorm = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -39,8 +41,19 @@ def optimize_for_inference(model: Spike2Former) -> Spike2Former:
             module.keys_first = True
     fast.decode_head.late_mask_projection = True
     fast.backbone.pixel_major_convs = True
+    _spike_temporaries_in_place(fast)
     fast.repeat_time_steps = False
     return fast
+
+
+def _spike_temporaries_in_place(model: nn.Module) -> None:
+    """Let the neurons each module lists in ``temporary_input_neurons`` overwrite their input."""
+    for module in model.modules():
+        for name in getattr(module, "temporary_input_neurons", ()):
+            neurons = getattr(module, name)
+            for neuron in neurons if isinstance(neurons, nn.ModuleList) else [neurons]:
+                assert isinstance(neuron, SpikingNeuron)
+                neuron.overwrites_input = True
 
 
 def _fold_batchnorms(module: nn.Module) -> None:

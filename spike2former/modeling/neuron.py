@@ -28,12 +28,17 @@ class _NormalizedIntegerSpike(torch.autograd.Function):
         return grad * inside.to(grad.dtype) / ctx.levels, None
 
 
-def spike(x: Tensor, levels: int) -> Tensor:
-    """Quantise ``x`` to the normalised integer spike count ``k / levels``."""
+def spike(x: Tensor, levels: int, overwrite: bool = False) -> Tensor:
+    """Quantise ``x`` to the normalised integer spike count ``k / levels``.
+
+    ``overwrite`` lets inference write the spikes over ``x`` itself (ignored when autograd
+    records): for inputs nothing else reads, it saves allocating and filling a new buffer.
+    """
     if torch.is_grad_enabled() and x.requires_grad:
         return _NormalizedIntegerSpike.apply(x, levels)
-    # Inference: the same arithmetic in place on one fresh buffer (no autograd bookkeeping).
-    return torch.clamp(x, 0, levels).round_().div_(levels)
+    # Inference: the same arithmetic in place on one buffer (no autograd bookkeeping).
+    out = x.clamp_(0, levels) if overwrite else torch.clamp(x, 0, levels)
+    return out.round_().div_(levels)
 
 
 class SpikingNeuron(nn.Module):
@@ -45,6 +50,9 @@ class SpikingNeuron(nn.Module):
 
     ``quantize=False`` turns the neuron into its real-valued counterpart ``clamp(x, 0, D) / D``
     (the same network run as a conventional, non-spiking one).
+
+    ``overwrites_input`` (set by ``optimize_for_inference`` where the input is a temporary that
+    nothing else reads, listed by each module's ``temporary_input_neurons``) spikes in place.
     """
 
     def __init__(self, levels: int, scale: float = 1.0) -> None:
@@ -52,10 +60,11 @@ class SpikingNeuron(nn.Module):
         self.levels = int(levels)
         self.scale = float(scale)
         self.quantize = True
+        self.overwrites_input = False
 
     def forward(self, x: Tensor) -> Tensor:
         if self.quantize:
-            out = spike(x, self.levels)
+            out = spike(x, self.levels, self.overwrites_input)
         else:
             out = torch.clamp(x, 0, self.levels) / self.levels
         return out * self.scale if self.scale != 1.0 else out

@@ -66,6 +66,8 @@ class PixelDecoder(nn.Module):
     memories ``[s16, s8, s4]``, each ``[N, C, H_s, W_s]``.
     """
 
+    temporary_input_neurons = ("output_convs_spike", "mask_feature_spike")
+
     def __init__(self, in_channels: tuple[int, ...], config: HeadConfig) -> None:
         super().__init__()
         c, levels = config.channels, config.spike_levels
