@@ -266,15 +266,24 @@ def _one_line(record: Record) -> str:
     top = ", ".join(f"{c['name']} {100 * c['fraction']:.0f}%" for c in record.classes[:3])
     size = "x".join(str(v) for v in record.size or [])
     frames = f", {record.frames} frames" if record.frames is not None else ""
-    return f"{record.path}: {size}{frames}, {top}, {record.timings_ms.get('inference', 0):.0f} ms"
+    timings = record.timings_ms
+    took = (
+        f"compiled and ran in {timings['compile'] / 1000:.1f} s"
+        if "inference" not in timings and "compile" in timings
+        else f"{timings.get('inference', 0):.0f} ms"
+    )
+    return f"{record.path}: {size}{frames}, {top}, {took}"
 
 
 def _speed(records: list[Record]) -> dict[str, float]:
+    """Mean ms per image or frame of each stage (passes that compiled left out of inference),
+    and the total ms spent in passes that compiled."""
     done = [r for r in records if r.status == "ok"]
-    keys = ("preprocess", "inference", "postprocess")
-    if not done:
-        return dict.fromkeys(keys, 0.0)
-    return {k: sum(r.timings_ms.get(k, 0.0) for r in done) / len(done) for k in keys}
+    speed = {"compile": sum(r.timings_ms.get("compile", 0.0) for r in done)}
+    for key in ("preprocess", "inference", "postprocess"):
+        timed = [r.timings_ms[key] for r in done if key in r.timings_ms]
+        speed[key] = sum(timed) / len(timed) if timed else 0.0
+    return speed
 
 
 def _write_summary(
@@ -290,7 +299,10 @@ def _write_summary(
         "ok": sum(r.status == "ok" for r in records),
         "failed": sum(r.status != "ok" for r in records),
         "interrupted": interrupted,
-        "speed_ms_per_image": {k: round(v, 2) for k, v in _speed(records).items()},
+        "speed_ms_per_image": {
+            k: round(v, 2) for k, v in _speed(records).items() if k != "compile"
+        },
+        "compile_ms": round(_speed(records)["compile"], 2),
         "records": [r.as_dict() for r in records],
     }
     text = json.dumps(summary, indent=2).encode()
@@ -313,6 +325,7 @@ def _report(
         f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
         f"{speed['postprocess']:.1f}ms postprocess per image or frame ({predictor.device}, "
         f"{predictor.precision}{', compiled' if predictor.compiled else ''})"
+        + (f"; compiling took {speed['compile'] / 1000:.1f}s" if speed["compile"] else "")
         + (f"; {failed} of {len(records)} inputs failed" if failed else ""),
         highlight=False,
     )

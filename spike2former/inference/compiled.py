@@ -42,6 +42,9 @@ class CompiledScores:
     def __init__(self, scores: SemanticScores) -> None:
         self.eager = scores
         self.note: str | None = None
+        # Whether the last call compiled (a batch shape, dtype or device not seen before).
+        self.compiled_last_call = False
+        self._seen: set[tuple[object, ...]] = set()
         self._compiled: Callable[[Tensor], Tensor] | None = torch.compile(
             scores, dynamic=False, options={"freezing": True}
         )
@@ -52,13 +55,19 @@ class CompiledScores:
         return self._compiled is not None
 
     def __call__(self, batch: Tensor) -> Tensor:
+        self.compiled_last_call = False
         if self._compiled is not None:
+            key = (tuple(batch.shape), batch.dtype, batch.device)
             try:
-                return self._compiled(batch)
+                out = self._compiled(batch)
             except Exception as exc:  # noqa: BLE001 - any compiler failure: run eagerly instead
                 self._compiled = None
                 reason = (
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 )
                 self.note = f"cannot compile the network ({reason[:200]}); running it uncompiled"
+            else:
+                self.compiled_last_call = key not in self._seen
+                self._seen.add(key)
+                return out
         return self.eager(batch)

@@ -230,7 +230,8 @@ class SegmentJob:
         base = self.out_dir / source.stem
         video = frames_out = None
         counts = np.zeros(self.predictor.num_classes, dtype=np.int64)
-        timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        timings: dict[str, float] = {}
+        timed: dict[str, int] = {}
         processed = 0
         try:
             if "overlay" in self.options.kinds:
@@ -251,8 +252,9 @@ class SegmentJob:
                     predictions = self.predictor.predict([frame for _, frame in batch])
                     for (index, frame), prediction in zip(batch, predictions, strict=True):
                         counts += np.bincount(prediction.labels.ravel(), minlength=len(counts))
-                        for key in timings:
-                            timings[key] += prediction.timings_ms[key]
+                        for key, value in prediction.timings_ms.items():
+                            timings[key] = timings.get(key, 0.0) + value
+                            timed[key] = timed.get(key, 0) + 1
                         if video is not None:
                             video.write(
                                 overlay(
@@ -296,7 +298,10 @@ class SegmentJob:
                 for c in np.argsort(-counts, kind="stable")
                 if counts[c]
             ]
-            record.timings_ms = {k: v / processed for k, v in timings.items()}
+            # Means per frame; compilation (first frames of a compiled run) in total.
+            record.timings_ms = {
+                k: v if k == "compile" else v / timed[k] for k, v in timings.items()
+            }
         else:
             record.status, record.message = "error", f"{source.label}: no frames decoded"
         return record

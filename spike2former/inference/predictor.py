@@ -30,7 +30,9 @@ _PIXEL_CHUNK = 16384
 class Prediction:
     """One image's result. ``labels`` is ``[H, W]`` at the input size (uint8, or uint16 for
     more than 256 classes); ``scores`` (only when asked for) is ``[K, h, w]`` float32 at the
-    network input size ``network_size``."""
+    network input size ``network_size``. ``timings_ms`` has ``preprocess``, ``postprocess`` and
+    ``inference``, or instead of ``inference`` ``compile`` for a pass that compiled the network
+    (its share of that pass)."""
 
     labels: np.ndarray
     network_size: tuple[int, int]
@@ -120,6 +122,9 @@ class Predictor:
             start = time.perf_counter()
             scores = self.semantic_scores(batch)
             inference_ms = 1000 * (time.perf_counter() - start) / len(members)
+            compiled_now = isinstance(self._scores, CompiledScores) and (
+                self._scores.compiled_last_call
+            )
             for row, (index, _, preprocess_ms) in enumerate(members):
                 start = time.perf_counter()
                 height, width = images[index].shape[:2]
@@ -130,7 +135,7 @@ class Predictor:
                     scores=scores[row].float().cpu() if keep_scores else None,
                     timings_ms={
                         "preprocess": preprocess_ms,
-                        "inference": inference_ms,
+                        "compile" if compiled_now else "inference": inference_ms,
                         "postprocess": 1000 * (time.perf_counter() - start),
                     },
                 )

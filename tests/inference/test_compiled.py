@@ -21,6 +21,12 @@ def test_compiled_predictions_equal_eager_ones() -> None:
     got = compiled.predict(images, keep_scores=True)
     assert compiled.compiled and compiled.compile_note is None
     assert not eager.compiled
+    # The pass that compiled is timed as such, not as inference; the next one of the same batch
+    # shape is inference.
+    assert all("compile" in p.timings_ms and "inference" not in p.timings_ms for p in got)
+    again = compiled.predict(images)
+    assert all("inference" in p.timings_ms and "compile" not in p.timings_ms for p in again)
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(again, got, strict=True))
     for want, have in zip(expected, got, strict=True):
         # Compiled kernels round the last projections differently (a few ulp): labels may move
         # where classes tie, nowhere else.
