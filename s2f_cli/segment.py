@@ -122,7 +122,10 @@ def segment(
     if predictor.precision_note and not quiet:
         stderr.print(f"[yellow]warning:[/] {predictor.precision_note}", highlight=False)
     if compile_network and not quiet:
-        stderr.print("compiling the network at the first input of each size", highlight=False)
+        stderr.print(
+            "compiling the network at the first batch of each size (a minute or more)",
+            highlight=False,
+        )
 
     out_dir = None
     if not to_stdout and label_file is None:

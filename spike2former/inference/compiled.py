@@ -62,9 +62,8 @@ class CompiledScores:
                 out = self._compiled(batch)
             except Exception as exc:  # noqa: BLE001 - any compiler failure: run eagerly instead
                 self._compiled = None
-                reason = (
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                )
+                lines = str(exc).strip().splitlines()
+                reason = lines[0] if lines else type(exc).__name__
                 self.note = f"cannot compile the network ({reason[:200]}); running it uncompiled"
             else:
                 self.compiled_last_call = key not in self._seen
