@@ -292,6 +292,7 @@ def _speed(records: list[Record]) -> dict[str, float]:
 def _write_summary(
     out_dir: Path, records: list[Record], predictor: Predictor, model: str, interrupted: bool
 ) -> None:
+    speed = _speed(records)
     summary: dict[str, Any] = {
         "model": model,
         "device": str(predictor.device),
@@ -302,10 +303,8 @@ def _write_summary(
         "ok": sum(r.status == "ok" for r in records),
         "failed": sum(r.status != "ok" for r in records),
         "interrupted": interrupted,
-        "speed_ms_per_image": {
-            k: round(v, 2) for k, v in _speed(records).items() if k != "compile"
-        },
-        "compile_ms": round(_speed(records)["compile"], 2),
+        "speed_ms_per_image": {k: round(v, 2) for k, v in speed.items() if k != "compile"},
+        "compile_ms": round(speed["compile"], 2),
         "records": [r.as_dict() for r in records],
     }
     text = json.dumps(summary, indent=2).encode()
