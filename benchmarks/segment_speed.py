@@ -73,35 +73,35 @@ def _mask2former(images: torch.Tensor, labels: bool) -> Callable[[], object]:
 
 def _spike2former(name: str, images: torch.Tensor, labels: bool) -> Callable[[], object]:
     from spike2former import build_model
+    from spike2former.inference.compiled import CompiledScores, SemanticScores
     from spike2former.modeling.fusion import optimize_for_inference
-    from spike2former.modeling.spike2former import combine_masks
 
     torch.manual_seed(0)
     network = build_model("sdtv3b-ade20k").eval()
-    official = name == "official-way"
-    if not official:
-        network = optimize_for_inference(network)
+    if name == "official-way":
+        return _official_way(network, images, labels)
+    network = optimize_for_inference(network)
     if name == "s2f-bf16":
         network, images = network.to(torch.bfloat16), images.to(torch.bfloat16)
-    size = tuple(images.shape[-2:])
+    scores = SemanticScores(network)  # what Predictor runs
     if name == "s2f-compiled":
-        from spike2former.inference.compiled import CompiledScores, SemanticScores
+        scores = CompiledScores(scores)
+    return (lambda: scores(images).argmax(1)) if labels else (lambda: network(images))
 
-        scores = CompiledScores(SemanticScores(network))
-        return lambda: scores(images).argmax(1) if labels else scores(images)
+
+def _official_way(
+    network: torch.nn.Module, images: torch.Tensor, labels: bool
+) -> Callable[[], object]:
+    size = tuple(images.shape[-2:])
 
     def run() -> object:
-        out = network(images, return_aux=official)
+        out = network(images, return_aux=True)
         if not labels:
             return out
-        if official:
-            masks = F.interpolate(
-                out["mask_logits"], size=size, mode="bilinear", align_corners=False
-            )
-            masks = masks.sigmoid()
-            probs = F.softmax(out["class_logits"], dim=-1)[..., :-1]
-            return torch.einsum("bqc,bqhw->bchw", probs, masks).argmax(1)
-        return combine_masks(out["class_logits"], out["mask_logits"], size).argmax(1)
+        masks = F.interpolate(out["mask_logits"], size=size, mode="bilinear", align_corners=False)
+        masks = masks.sigmoid()
+        probs = F.softmax(out["class_logits"], dim=-1)[..., :-1]
+        return torch.einsum("bqc,bqhw->bchw", probs, masks).argmax(1)
 
     return run
 
