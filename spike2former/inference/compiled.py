@@ -1,10 +1,11 @@
 """The network and its score combination compiled with ``torch.compile`` (opt-in).
 
-Inductor with weight freezing fuses the neurons' clamp/round/scale, the residual adds and the
-layer scales into the convolutions around them and removes the per-operation Python overhead:
-on a 2-core CPU a 512x512 image runs about a fifth faster. Some operations round differently
-(the last projections and the score combination, by a few ulp), so like every change of rounding
-in this chaotic network it can move labels: agreement is measured in ``benchmarks``. The price
+Inductor (weights frozen into the graph) runs the elementwise work between the convolutions (the
+neurons' clamp/round/scale, the residual adds, the layer scales) as a few generated kernels and
+removes the per-operation Python overhead: on a 2-core CPU a 512x512 image runs about a fifth
+faster. Some operations round differently (the last projections and the score combination, by a
+few ulp), so like every change of rounding in this chaotic network it can move labels:
+agreement is measured in ``benchmarks``. The price
 is compilation, once per input size and batch size: one to two minutes the first time, about
 15 s with torch's on-disk cache warm. Shapes are compiled statically (dynamic shapes compile for
 several minutes and run slower than eager), so the mode pays off for many inputs of one size:
