@@ -5,11 +5,11 @@ neurons' clamp/round/scale, the residual adds, the layer scales) as a few genera
 removes the per-operation Python overhead: on a 2-core CPU a 512x512 image runs about a fifth
 faster. Some operations round differently (the last projections and the score combination, by a
 few ulp), so like every change of rounding in this chaotic network it can move labels:
-agreement is measured in ``benchmarks``. The price
-is compilation, once per input size and batch size: one to two minutes the first time, about
-15 s with torch's on-disk cache warm. Shapes are compiled statically (dynamic shapes compile for
-several minutes and run slower than eager), so the mode pays off for many inputs of one size:
-videos, frame folders, datasets at a fixed size.
+agreement is measured in ``benchmarks``. The price is compilation, once per input size and
+batch size: one to two minutes the first time, about 15 s with torch's on-disk cache warm.
+Shapes are compiled statically (dynamic shapes compile for several minutes and run slower than
+eager), so the mode pays off for many inputs of one size: videos, frame folders, datasets at a
+fixed size.
 
 Where compilation is impossible (no C++ compiler, an unsupported device or operation), the first
 call falls back to eager execution for good and ``note`` says why.
