@@ -14,9 +14,17 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from .mask_loss import (
+    ChunkedMaskLossSums,
+    MaskLossTerms,
+    mask_targets,
+    naive_dice_loss,
+    sigmoid_focal_loss,
+    upsample_to,
+)
 from .matching import HungarianMatcher, Match, semantic_classes
+from .modeling.mask_logits import MaskLogits, StageMaskLogits
 
 # mmdet's weight_reduce_loss divides by (avg_factor + this) whatever the dtype.
 AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
@@ -29,27 +37,6 @@ def stack_stages(outputs: Mapping[str, object]) -> tuple[Tensor, Tensor]:
     class_logits = torch.stack([stage["class_logits"] for stage in stages])
     mask_logits = torch.stack([stage["mask_logits"] for stage in stages])
     return class_logits, mask_logits
-
-
-def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
-    """Element-wise binary focal loss of ``logits`` against 0/1 ``targets`` (same shape).
-
-    The formula of mmdet's ``py_sigmoid_focal_loss``: BCE-with-logits × (α·t + (1−α)(1−t)) · p_tᵞ
-    with p_t = 1 − σ for positives and σ for negatives.
-    """
-    probs = logits.sigmoid()
-    pt = (1 - probs) * targets + probs * (1 - targets)
-    focal_weight = (alpha * targets + (1 - alpha) * (1 - targets)) * pt.pow(gamma)
-    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * focal_weight
-
-
-def naive_dice_loss(logits: Tensor, targets: Tensor, eps: float) -> Tensor:
-    """Per-mask ``1 − (2Σσt + eps) / (Σσ + Σt + eps)`` for ``logits``, ``targets [N, H, W]``."""
-    probs = logits.sigmoid().flatten(1)
-    targets = targets.flatten(1)
-    numerator = 2 * (probs * targets).sum(1) + eps
-    denominator = probs.sum(1) + targets.sum(1) + eps
-    return 1 - numerator / denominator
 
 
 class MaskFormerLoss(nn.Module):
@@ -67,13 +54,17 @@ class MaskFormerLoss(nn.Module):
     ``num_masks``, the all-reduced mean of that count, so every process divides alike; it is
     clamped to at least 1.
 
+    ``mask_logits`` is a stacked tensor ``[S, B, Q, h, w]`` or a ``MaskLogits`` (per-stage
+    tensors, or maps computed on demand: only the matched ones are computed with gradient).
+
     Memory: the official code upsamples all matched masks of a stage to label resolution at
     once and keeps the result for the backward pass (matched masks × H × W floats, several times,
     per stage). Here the matched masks are processed in chunks of at most ``chunk_pixels``
-    label-resolution pixels, each chunk under activation checkpointing: the forward keeps only the
-    low-resolution logits, and the backward recomputes one chunk's upsampling at a time. Sums of
-    the same terms in another grouping, so the values agree with the direct computation to
-    rounding. ``chunk_pixels=None`` computes everything at once, exactly as the official code.
+    label-resolution pixels (``mask_loss.ChunkedMaskLossSums``): the forward keeps only the
+    low-resolution logits, and the backward recomputes one chunk's upsampling at a time and
+    applies the closed-form gradient. Sums of the same terms in another grouping, so the values
+    agree with the direct computation to rounding. ``chunk_pixels=None`` computes everything at
+    once with autograd, exactly as the official code.
     """
 
     def __init__(
@@ -121,7 +112,7 @@ class MaskFormerLoss(nn.Module):
     def forward(
         self,
         class_logits: Tensor,
-        mask_logits: Tensor,
+        mask_logits: Tensor | MaskLogits,
         labels: Tensor,
         num_masks: float | Tensor | None = None,
     ) -> dict[str, Tensor]:
@@ -131,7 +122,7 @@ class MaskFormerLoss(nn.Module):
     def losses_and_matches(
         self,
         class_logits: Tensor,
-        mask_logits: Tensor,
+        mask_logits: Tensor | MaskLogits,
         labels: Tensor,
         num_masks: float | Tensor | None = None,
     ) -> tuple[dict[str, Tensor], list[list[Match]]]:
@@ -142,10 +133,14 @@ class MaskFormerLoss(nn.Module):
             num_masks = float(sum(max(len(match), 1) for match in matches[-1]))
         num_masks = max(float(num_masks), 1.0)
 
+        rows = [_matched_rows(stage, mask_logits.shape) for stage in matches]
+        matched = [_loss_precision(maps) for maps in mask_logits.matched(rows)]
         per_stage = [
             (
                 self._class_loss(class_logits[stage], matches[stage]),
-                *self._mask_losses(mask_logits[stage], labels, matches[stage], num_masks),
+                *self._mask_losses(
+                    matched[stage], labels, rows[stage][0], matches[stage], num_masks
+                ),
             )
             for stage in range(class_logits.shape[0])
         ]
@@ -160,7 +155,9 @@ class MaskFormerLoss(nn.Module):
         return losses, matches
 
     @torch.no_grad()
-    def match(self, class_logits: Tensor, mask_logits: Tensor, labels: Tensor) -> list[list[Match]]:
+    def match(
+        self, class_logits: Tensor, mask_logits: Tensor | MaskLogits, labels: Tensor
+    ) -> list[list[Match]]:
         """The Hungarian matching: ``matches[stage][image]``, a ``Match`` each."""
         class_logits, mask_logits = self._check_inputs(class_logits, mask_logits, labels)
         return self._match(class_logits, mask_logits, labels)
@@ -176,11 +173,11 @@ class MaskFormerLoss(nn.Module):
         )
 
     def _check_inputs(
-        self, class_logits: Tensor, mask_logits: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        if class_logits.dim() == 3 and mask_logits.dim() == 4:
+        self, class_logits: Tensor, mask_logits: Tensor | MaskLogits, labels: Tensor
+    ) -> tuple[Tensor, MaskLogits]:
+        if isinstance(mask_logits, Tensor) and class_logits.dim() == 3 and mask_logits.dim() == 4:
             class_logits, mask_logits = class_logits.unsqueeze(0), mask_logits.unsqueeze(0)
-        if class_logits.dim() != 4 or mask_logits.dim() != 5:
+        if class_logits.dim() != 4 or len(mask_logits.shape) != 5:
             raise ValueError(
                 "expected class_logits [S, B, Q, K+1] and mask_logits [S, B, Q, h, w], got "
                 f"{list(class_logits.shape)} and {list(mask_logits.shape)}"
@@ -202,18 +199,20 @@ class MaskFormerLoss(nn.Module):
             )
         if labels.is_floating_point():
             raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+        if isinstance(mask_logits, Tensor):
+            mask_logits = StageMaskLogits(mask_logits)
         return class_logits, mask_logits
 
     def _classes(self, label: Tensor) -> Tensor:
         return semantic_classes(label, self.num_classes, self.ignore_index)
 
     def _match(
-        self, class_logits: Tensor, mask_logits: Tensor, labels: Tensor
+        self, class_logits: Tensor, mask_logits: MaskLogits, labels: Tensor
     ) -> list[list[Match]]:
         per_image = [
             self.matcher.match_image(
                 class_logits[:, image].detach(),
-                mask_logits[:, image].detach(),
+                _ImageMaps(mask_logits, image),
                 labels[image],
                 self._classes(labels[image]),
             )
@@ -235,52 +234,68 @@ class MaskFormerLoss(nn.Module):
         return self.cls_weight * per_query.sum() / (weight[targets].sum() + AVG_FACTOR_EPS)
 
     def _mask_losses(
-        self, mask_logits: Tensor, labels: Tensor, matches: Sequence[Match], num_masks: float
+        self,
+        matched: Tensor,
+        labels: Tensor,
+        images: Tensor,
+        matches: Sequence[Match],
+        num_masks: float,
     ) -> tuple[Tensor, Tensor]:
-        """Focal and dice terms for one stage's ``mask_logits [B, Q, h, w]``."""
-        device = mask_logits.device
-        images = torch.cat(
-            [torch.full((len(m),), i, dtype=torch.long) for i, m in enumerate(matches)]
-        ).to(device)
-        queries = torch.cat([m.query_indices for m in matches]).to(device)
-        classes = torch.cat([m.gt_labels for m in matches]).to(device)
-        matched = mask_logits[images, queries]  # [N, h, w]
+        """Focal and dice terms of one stage's matched mask logits ``[N, h, w]``, which belong
+        to ``images [N]`` and ``matches`` (in image order)."""
         if matched.shape[0] == 0:
             return matched.sum(), matched.sum()
-
-        height, width = labels.shape[-2:]
+        device = matched.device
+        classes = torch.cat([m.gt_labels for m in matches]).to(device)
+        images = images.to(device)
         if self.chunk_pixels is None:
-            chunk = matched.shape[0]
+            sums = self._mask_loss_sums(matched, labels, images, classes)
         else:
-            chunk = max(1, self.chunk_pixels // (height * width))
-        use_checkpoint = (
-            chunk < matched.shape[0] and torch.is_grad_enabled() and (matched.requires_grad)
-        )
-        focal_sum = matched.new_zeros(())
-        dice_sum = matched.new_zeros(())
-        for start in range(0, matched.shape[0], chunk):
-            part = slice(start, start + chunk)
-            args = (matched[part], labels, images[part], classes[part])
-            if use_checkpoint:
-                sums = checkpoint(self._mask_loss_sums, *args, use_reentrant=False)
-            else:
-                sums = self._mask_loss_sums(*args)
-            focal_sum = focal_sum + sums[0]
-            dice_sum = dice_sum + sums[1]
-
-        mask_loss = focal_sum / (num_masks * height * width + AVG_FACTOR_EPS)
-        dice_loss = dice_sum / (num_masks + AVG_FACTOR_EPS)
+            sums = ChunkedMaskLossSums.apply(
+                matched, labels, images, classes, self._loss_terms, self.chunk_pixels
+            )
+        height, width = labels.shape[-2:]
+        mask_loss = sums[0] / (num_masks * height * width + AVG_FACTOR_EPS)
+        dice_loss = sums[1] / (num_masks + AVG_FACTOR_EPS)
         return self.mask_weight * mask_loss, self.dice_weight * dice_loss
+
+    @property
+    def _loss_terms(self) -> MaskLossTerms:
+        return MaskLossTerms(self.focal_alpha, self.focal_gamma, self.dice_eps)
 
     def _mask_loss_sums(
         self, logits: Tensor, labels: Tensor, images: Tensor, classes: Tensor
     ) -> Tensor:
         """``[focal sum, dice sum]`` of matched mask ``logits [n, h, w]``, upsampled bilinearly
-        to the label size, against the masks ``labels[images] == classes``."""
-        upsampled = F.interpolate(
-            logits.unsqueeze(1), size=labels.shape[-2:], mode="bilinear", align_corners=False
-        ).squeeze(1)
-        targets = (labels[images] == classes.to(labels.dtype).view(-1, 1, 1)).to(logits.dtype)
+        to the label size, against the masks ``labels[images] == classes``, all at once (the
+        official computation: every upsampled map is kept for backward)."""
+        upsampled = upsample_to(logits, labels)
+        targets = mask_targets(labels, images, classes, logits.dtype)
         focal = sigmoid_focal_loss(upsampled, targets, self.focal_alpha, self.focal_gamma).sum()
         dice = naive_dice_loss(upsampled, targets, self.dice_eps).sum()
         return torch.stack([focal, dice])
+
+
+class _ImageMaps(Sequence[Tensor]):
+    """One image's mask logits, stage by stage, without gradient, in the loss's precision."""
+
+    def __init__(self, mask_logits: MaskLogits, image: int) -> None:
+        self.mask_logits, self.image = mask_logits, image
+
+    def __len__(self) -> int:
+        return self.mask_logits.shape[0]
+
+    def __getitem__(self, stage: int) -> Tensor:  # type: ignore[override]
+        return _loss_precision(self.mask_logits.detached(self.image, stage))
+
+
+def _loss_precision(maps: Tensor) -> Tensor:
+    """Half-precision maps (from autocast) in float32; other dtypes unchanged."""
+    return maps.float() if maps.dtype in (torch.float16, torch.bfloat16) else maps
+
+
+def _matched_rows(matches: Sequence[Match], shape: torch.Size) -> tuple[Tensor, Tensor]:
+    """``(images, queries)`` of one stage's matched queries, in image order."""
+    images = torch.cat([torch.full((len(m),), i, dtype=torch.long) for i, m in enumerate(matches)])
+    queries = torch.cat([m.query_indices for m in matches])
+    return images, queries

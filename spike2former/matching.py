@@ -8,6 +8,7 @@ so that a trainer or a test can look at who was matched to what.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -105,10 +106,7 @@ class HungarianMatcher:
         self, class_logits: Tensor, mask_logits: Tensor, gt_labels: Tensor, gt_masks: Tensor
     ) -> Tensor:
         """Costs ``[S, Q, G]`` for ``class_logits [S, Q, K+1]``, ``mask_logits [S, Q, h, w]``,
-        ``gt_labels [G]`` and ``gt_masks [G, h, w]`` (already at the prediction size).
-
-        Several stages of one image share the ground truth, so they are costed in one go.
-        """
+        ``gt_labels [G]`` and ``gt_masks [G, h, w]`` (already at the prediction size)."""
         probs = class_logits.softmax(-1)
         class_cost = -probs[..., gt_labels]
 
@@ -131,25 +129,34 @@ class HungarianMatcher:
         ).sum(0)
 
     def match_image(
-        self, class_logits: Tensor, mask_logits: Tensor, label: Tensor, classes: Tensor
+        self,
+        class_logits: Tensor,
+        mask_logits: Sequence[Tensor],
+        label: Tensor,
+        classes: Tensor,
     ) -> list[Match]:
         """One ``Match`` per stage for one image.
 
-        ``class_logits [S, Q, K+1]``, ``mask_logits [S, Q, h, w]``, ``label [H, W]`` at full
-        resolution and its present ``classes [G]`` (ascending).
+        ``class_logits [S, Q, K+1]``, ``mask_logits`` ``[S, Q, h, w]`` or any sequence of S
+        ``[Q, h, w]`` maps (read one stage at a time, as the official code costs them: the
+        temporaries stay one stage large), ``label [H, W]`` at full resolution and its present
+        ``classes [G]`` (ascending).
         """
         num_stages = class_logits.shape[0]
         if classes.numel() == 0:
             empty = torch.zeros(0, dtype=torch.long)
             return [Match(empty, empty, empty) for _ in range(num_stages)]
-        small_label = nearest_resize_label(label, tuple(mask_logits.shape[-2:]))
-        gt_masks = class_masks(small_label, classes)
-        costs = self.cost_matrices(class_logits, mask_logits, classes, gt_masks)
-        costs = costs.detach().cpu().numpy()
         cpu_classes = classes.cpu()
+        gt_masks = None
         matches = []
-        for cost in costs:
-            rows, cols = linear_sum_assignment(cost)
+        for stage in range(num_stages):
+            maps = mask_logits[stage]
+            if gt_masks is None:
+                gt_masks = class_masks(nearest_resize_label(label, tuple(maps.shape[-2:])), classes)
+            cost = self.cost_matrices(
+                class_logits[stage : stage + 1], maps[None], classes, gt_masks
+            )
+            rows, cols = linear_sum_assignment(cost[0].detach().cpu().numpy())
             order = rows.argsort()
             query_indices = torch.as_tensor(rows[order], dtype=torch.long)
             gt_indices = torch.as_tensor(cols[order], dtype=torch.long)

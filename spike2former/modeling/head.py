@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..config import HeadConfig
 from .decoder import TransformerDecoder
 from .mask_embedding import SpikingMaskMLP
+from .mask_logits import ProjectedMaskLogits
 from .neuron import SpikingNeuron
 from .pixel_decoder import PixelDecoder
 from .pixel_major import pointwise_per_sample
@@ -113,15 +114,7 @@ class MaskFormerHead(nn.Module):
             class logits ``[L, B, Q, K+1]`` and mask logits ``[L, B, Q, h, w]``, both averaged
             over T, and the spiked mask embedding ``[L, N, Q, C]`` (values in {0, alpha/D, ...}).
         """
-        stages, n, queries, channels = states.shape
-        probs = torch.sigmoid(states)
-        spikes = self.decoder_out_spike(probs)
-        class_logits = self.cls_embed(spikes)
-        shortcut = self.shortcut_conv(
-            self.shortcut_conv_spike(probs).reshape(stages * n, queries, channels)
-        )
-        embedding = self.mask_embed(spikes) + self.w * shortcut.view_as(states)
-        embedding = self.mask_embed_spike(embedding)
+        class_logits, embedding = self._embed(states)
         if late_projection:
             masks = self._late_projected_masks(embedding, mask_features)
         else:
@@ -131,6 +124,19 @@ class MaskFormerHead(nn.Module):
             _mean_over_time(masks, time_steps),
             embedding,
         )
+
+    def _embed(self, states: Tensor) -> tuple[Tensor, Tensor]:
+        """Query states ``[L, N, Q, C]`` -> class logits ``[L, N, Q, K+1]`` and the spiked mask
+        embedding ``[L, N, Q, C]``."""
+        stages, n, queries, channels = states.shape
+        probs = torch.sigmoid(states)
+        spikes = self.decoder_out_spike(probs)
+        class_logits = self.cls_embed(spikes)
+        shortcut = self.shortcut_conv(
+            self.shortcut_conv_spike(probs).reshape(stages * n, queries, channels)
+        )
+        embedding = self.mask_embed(spikes) + self.w * shortcut.view_as(states)
+        return class_logits, self.mask_embed_spike(embedding)
 
     def _late_projected_masks(self, embedding: Tensor, spikes: Tensor) -> Tensor:
         """``E . (W s + b)`` computed as ``(E W) . s + E b``; ``[L, N, Q, C]``, ``[N, C, h, w]``.
@@ -146,6 +152,19 @@ class MaskFormerHead(nn.Module):
             for weight, bias in zip(weights, biases, strict=True)
         ]
         return torch.stack(stages)
+
+    def training_stages(
+        self, feats: list[Tensor], time_steps: int
+    ) -> tuple[Tensor, ProjectedMaskLogits]:
+        """Backbone maps -> class logits ``[L, B, Q, K+1]`` of every stage and their mask
+        logits as ``ProjectedMaskLogits`` (computed when the loss asks for them)."""
+        spikes, _, memories = self.pixel_decoder(feats, project_mask_features=False)
+        class_logits, embedding = self._embed(self.decode_queries(memories))
+        projection = self.pixel_decoder.mask_feature
+        masks = ProjectedMaskLogits(
+            embedding, spikes, projection.weight.flatten(1), projection.bias, time_steps
+        )
+        return _mean_over_time(class_logits, time_steps), masks
 
     def forward(
         self, feats: list[Tensor], time_steps: int, all_stages: bool

@@ -11,34 +11,69 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .saved_spikes import register_spikes
+
+# A saved spike code: the count k in bits 0-3 (D <= 15) and "input inside [0, D]" in bit 4.
+INSIDE_BIT = 16
+MAX_LEVELS = INSIDE_BIT - 1
+
 
 class _NormalizedIntegerSpike(torch.autograd.Function):
-    """round(clamp(x, 0, D)) / D forward (round half to even), 1/D inside [0, D] backward."""
+    """``round(clamp(x, 0, D)) / D * scale`` forward (round half to even), ``scale / D`` inside
+    [0, D] backward.
+
+    For backward it keeps one byte per element (``spike_codes``), not the float input: the
+    count and whether the input was inside [0, D] are all the straight-through gradient and any
+    layer that saves the spikes need. Under ``saved_spikes.compact_saved_spikes`` the output is
+    registered with its codes, so such layers keep the same byte instead of a float copy.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, levels: int) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.levels = levels
-        return torch.round(torch.clamp(x, 0, levels)) / levels
+    def forward(ctx, x: Tensor, levels: int, scale: float) -> Tensor:  # type: ignore[override]
+        clamped = torch.clamp(x, 0, levels)
+        inside = clamped == x  # False for NaN, as the comparisons of the reference are
+        counts = clamped.round_()
+        out = counts / levels
+        if scale != 1.0:
+            out = out.mul_(scale)
+        codes = counts.to(torch.uint8).add_(inside, alpha=INSIDE_BIT)
+        ctx.save_for_backward(codes)
+        ctx.mark_non_differentiable(codes)
+        ctx.levels, ctx.scale = levels, scale
+        return out, codes
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        inside = (x >= 0) & (x <= ctx.levels)
-        return grad * inside.to(grad.dtype) / ctx.levels, None
+    def backward(  # type: ignore[override]
+        ctx, grad: Tensor, _: Tensor | None
+    ) -> tuple[Tensor, None, None]:
+        (codes,) = ctx.saved_tensors
+        if ctx.scale != 1.0:
+            grad = grad * ctx.scale
+        return (grad / ctx.levels).masked_fill_(codes < INSIDE_BIT, 0), None, None
 
 
-def spike(x: Tensor, levels: int, overwrite: bool = False) -> Tensor:
-    """Quantise ``x`` to the normalised integer spike count ``k / levels``.
+def spike_codes(x: Tensor, levels: int) -> Tensor:
+    """The uint8 codes the neuron keeps for ``x``: ``k + 16 * (0 <= x <= D)``."""
+    clamped = torch.clamp(x, 0, levels)
+    return clamped.round().to(torch.uint8).add_(clamped == x, alpha=INSIDE_BIT)
+
+
+def spike(x: Tensor, levels: int, overwrite: bool = False, scale: float = 1.0) -> Tensor:
+    """Quantise ``x`` to the normalised integer spike count ``k / levels`` (times ``scale``).
 
     ``overwrite`` lets inference write the spikes over ``x`` itself (ignored when autograd
     records): for inputs nothing else reads, it saves allocating and filling a new buffer.
     """
     if torch.is_grad_enabled() and x.requires_grad:
-        return _NormalizedIntegerSpike.apply(x, levels)
+        if levels > MAX_LEVELS:
+            raise ValueError(f"spike levels above {MAX_LEVELS} are not supported, got {levels}")
+        out, codes = _NormalizedIntegerSpike.apply(x, levels, scale)
+        register_spikes(out, codes, levels, scale)
+        return out
     # Inference: the same arithmetic in place on one buffer (no autograd bookkeeping).
     out = x.clamp_(0, levels) if overwrite else torch.clamp(x, 0, levels)
-    return out.round_().div_(levels)
+    out = out.round_().div_(levels)
+    return out.mul_(scale) if scale != 1.0 else out
 
 
 class SpikingNeuron(nn.Module):
@@ -64,9 +99,8 @@ class SpikingNeuron(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.quantize:
-            out = spike(x, self.levels, self.overwrites_input)
-        else:
-            out = torch.clamp(x, 0, self.levels) / self.levels
+            return spike(x, self.levels, self.overwrites_input, self.scale)
+        out = torch.clamp(x, 0, self.levels) / self.levels
         return out * self.scale if self.scale != 1.0 else out
 
     def count(self, output: Tensor) -> Tensor:

@@ -100,9 +100,10 @@ class PixelDecoder(nn.Module):
         memories = [y]
         for i in range(len(feats) - 2, -1, -1):
             feat = feats[i]
-            if i == 0 and not project_mask_features:
+            if i == 0 and not project_mask_features and not self.training:
                 # Only the late mask projection reads this level, pixel by pixel: computed
                 # channels-last, its depthwise conv, upsampling and projection read memory in order.
+                # (Not in training: BatchNorm's backward is several times slower channels-last.)
                 feat, y = channels_last(feat), channels_last(y)
             lateral = self.lateral_convs[i](self.lateral_convs_spike[i](feat))
             y = lateral + F.interpolate(

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from .backbone import SpikingMetaFormer
 from .head import MaskFormerHead
+from .mask_logits import MaskLogits, StageMaskLogits
 from .neuron import SpikingNeuron
 from .pixel_major import channels_last, pointwise_per_sample
 
@@ -30,6 +31,8 @@ class Spike2Former(nn.Module):
         # The T copies of the input stay identical through the network, so inference may run one
         # copy (``optimize_for_inference`` turns this off; the head's mean over T is then exact).
         self.repeat_time_steps = True
+        # What ``forward(images, for_loss=True)`` returns (see ``training_stages``).
+        self.project_masks_late = False
         if not config.spiking:
             self.set_spiking(False)
 
@@ -45,7 +48,13 @@ class Spike2Former(nn.Module):
         x = images.repeat(self.time_steps, 1, 1, 1) if self.time_steps > 1 else images
         return self.backbone(x)
 
-    def forward(self, images: Tensor, return_aux: bool = False) -> dict[str, object]:
+    def forward(
+        self, images: Tensor, return_aux: bool = False, for_loss: bool = False
+    ) -> dict[str, object] | tuple[Tensor, MaskLogits]:
+        """``for_loss=True`` returns ``training_stages(images, self.project_masks_late)``: the
+        loss's inputs, through ``forward`` so that a data-parallel wrapper sees the call."""
+        if for_loss:
+            return self.training_stages(images, self.project_masks_late)
         all_stages = self.training or return_aux
         class_logits, mask_logits = self.decode_head(
             self.extract_features(images), self.time_steps, all_stages
@@ -57,6 +66,21 @@ class Spike2Former(nn.Module):
                 for c, m in zip(class_logits[:-1], mask_logits[:-1], strict=True)
             ]
         return out
+
+    def training_stages(
+        self, images: Tensor, project_late: bool = True
+    ) -> tuple[Tensor, MaskLogits]:
+        """Class logits ``[S, B, Q, K+1]`` and mask logits of every stage, as the loss takes them.
+
+        ``project_late`` gives ``ProjectedMaskLogits`` (the pixel decoder's last projection
+        reassociated, maps computed when asked); otherwise the maps are computed as ``forward``
+        computes them, one tensor per stage, as the official code does.
+        """
+        feats = self.extract_features(images)
+        if project_late:
+            return self.decode_head.training_stages(feats, self.time_steps)
+        class_logits, mask_logits = self.decode_head(feats, self.time_steps, all_stages=True)
+        return class_logits, StageMaskLogits(list(mask_logits))
 
     def semantic_logits(self, images: Tensor) -> Tensor:
         """Per-class scores ``[B, K, H, W]`` as the official predict path computes them.

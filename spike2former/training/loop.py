@@ -9,7 +9,8 @@ checkpoint; both end in ``_run``, which is the whole algorithm:
 2. the official loss (``MaskFormerLoss`` on all stages, with the recipe's class cost), AdamW over
    the official parameter groups, the warm-up + poly schedule;
 3. per iteration: forward in training mode (all decoder stages), the loss with ``num_masks``
-   averaged over processes (mmdet's ``reduce_mean``), backward (DDP averages the gradients),
+   averaged over processes (mmdet's ``reduce_mean``), both as ``lean.step_losses`` computes
+   them (the official values at a fraction of the memory), backward (DDP averages the gradients),
    gradient clipping at the recipe's global norm, optimiser step, schedule step;
 4. every ``log_interval`` iterations a ``metrics.jsonl`` line (each loss term averaged over the
    interval and over processes, lr, gradient norm, throughput); every ``eval_interval`` a
@@ -25,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,7 +34,6 @@ import torch
 from torch import Tensor
 
 from ..datasets import DatasetError, SegmentationDataset
-from ..losses import MaskFormerLoss, stack_stages
 from ..modeling.spike2former import Spike2Former
 from .checkpoint import RunFolder, RunFolderError, TrainState, capture_rng, restore_rng
 from .data import train_loader, train_pipeline
@@ -46,9 +45,13 @@ from .distributed import (
     wrap,
 )
 from .evaluate import evaluate
+from .lean import LeanTraining, build_criterion, prepare_model, step_losses
 from .optim import build_optimizer, build_scheduler
 from .recipe import TrainRecipe
 from .setup import DataSpec
+
+# How every training step is computed (``lean``: the official losses and gradients, cheaper).
+LEAN = LeanTraining()
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,9 @@ def _run(
     train_set, val_set = datasets
 
     # 2. Network, loss, optimiser, schedule.
-    model = model.to(device).train()
-    criterion = MaskFormerLoss(model.config.head.num_classes, cls_cost=recipe.cls_cost)
+    model = prepare_model(model.to(device).train(), LEAN)
+    criterion = build_criterion(model, recipe.cls_cost, LEAN)
+    queries = model.config.head.num_queries
     lr = recipe.scaled_lr(recipe.batch_size * context.world_size)
     optimizer = build_optimizer(model, recipe, lr)
     scheduler = build_scheduler(optimizer, recipe)
@@ -229,14 +233,10 @@ def _run(
         images, labels = images.to(device, non_blocking=True), labels.to(device)
         window.data_time += time.perf_counter() - tick
 
-        autocast = torch.autocast(device.type, amp_dtype) if amp_dtype else nullcontext()
-        with autocast:
-            outputs = network(images)
-        class_logits, mask_logits = stack_stages(outputs)
-        (num_masks,) = all_reduce_mean(
-            [criterion.local_mask_count(labels, class_logits.shape[2])], context
+        (num_masks,) = all_reduce_mean([criterion.local_mask_count(labels, queries)], context)
+        losses = step_losses(
+            network, criterion, images, labels, LEAN, num_masks=num_masks, autocast_dtype=amp_dtype
         )
-        losses = criterion(class_logits.float(), mask_logits.float(), labels, num_masks)
         loss = torch.stack(list(losses.values())).sum()
 
         optimizer.zero_grad(set_to_none=True)

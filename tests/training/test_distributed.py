@@ -23,10 +23,11 @@ import pytest
 import torch
 
 from spike2former import Spike2Former, load_model
-from spike2former.losses import MaskFormerLoss, stack_stages
 from spike2former.training import TrainJob, build_optimizer, build_scheduler, evaluate
 from spike2former.training.data import IterationSampler, train_pipeline
 from spike2former.training.distributed import DistributedContext
+from spike2former.training.lean import build_criterion, prepare_model, step_losses
+from spike2former.training.loop import LEAN
 from tests.training.helpers import (
     REPO,
     assert_same_tensors,
@@ -51,11 +52,11 @@ def one_thread() -> Iterator[None]:
 def reference_training(model_file: Path, job: TrainJob, world_size: int) -> Spike2Former:
     """``job`` on one process, as ``world_size`` DDP processes of batch 1 would train it."""
     recipe = job.recipe
-    model = load_model(model_file).train()
+    model = prepare_model(load_model(model_file).train(), LEAN)
     dataset = job.data.build(
         job.data.train_split, train_pipeline(recipe.pipeline, recipe.crop_size), job.seed
     )
-    criterion = MaskFormerLoss(model.config.head.num_classes, cls_cost=recipe.cls_cost)
+    criterion = build_criterion(model, recipe.cls_cost, LEAN)
     optimizer = build_optimizer(model, recipe, recipe.scaled_lr(recipe.batch_size * world_size))
     scheduler = build_scheduler(optimizer, recipe)
     orders = [
@@ -79,7 +80,7 @@ def reference_training(model_file: Path, job: TrainJob, world_size: int) -> Spik
                 for name, buffer in model.named_buffers():
                     buffer.copy_(start_buffers[name])
             optimizer.zero_grad(set_to_none=True)
-            losses = criterion(*stack_stages(model(image[None])), label, num_masks)
+            losses = step_losses(model, criterion, image[None], label, LEAN, num_masks=num_masks)
             torch.stack(list(losses.values())).sum().backward()
             halves = [p.grad / world_size for p in params]
             summed = (

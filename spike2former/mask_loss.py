@@ -1,0 +1,127 @@
+"""The mask terms of the training loss: sigmoid focal and naive dice on upsampled mask logits.
+
+``sigmoid_focal_loss`` and ``naive_dice_loss`` are the official formulas, differentiated by
+autograd. ``ChunkedMaskLossSums`` computes the same sums in chunks of masks and differentiates
+them in closed form: its forward keeps only the low-resolution logits, its backward upsamples one
+chunk at a time again. For binary targets t, logits x, σ = sigmoid(x), p_t = σ if t = 0 else
+1 − σ, q = 1 − p_t, BCE(x, t) and the focal weight w_t = α t + (1 − α)(1 − t):
+
+    d focal / dx = ±w_t p_tᵞ (γ q BCE + p_t)      (+ for t = 0, − for t = 1)
+    d dice_i / dx = (a_i − 2 t b_i) / b_i² · σ (1 − σ),   a_i = 2Σσt + ε,  b_i = Σσ + Σt + ε
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
+    """Element-wise binary focal loss of ``logits`` against 0/1 ``targets`` (same shape).
+
+    The formula of mmdet's ``py_sigmoid_focal_loss``: BCE-with-logits × (α·t + (1−α)(1−t)) · p_tᵞ
+    with p_t = 1 − σ for positives and σ for negatives.
+    """
+    probs = logits.sigmoid()
+    pt = (1 - probs) * targets + probs * (1 - targets)
+    focal_weight = (alpha * targets + (1 - alpha) * (1 - targets)) * pt.pow(gamma)
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * focal_weight
+
+
+def naive_dice_loss(logits: Tensor, targets: Tensor, eps: float) -> Tensor:
+    """Per-mask ``1 − (2Σσt + eps) / (Σσ + Σt + eps)`` for ``logits``, ``targets [N, H, W]``."""
+    probs = logits.sigmoid().flatten(1)
+    targets = targets.flatten(1)
+    numerator = 2 * (probs * targets).sum(1) + eps
+    denominator = probs.sum(1) + targets.sum(1) + eps
+    return 1 - numerator / denominator
+
+
+def upsample_to(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mask logits ``[n, h, w]`` resized bilinearly to the label size ``[n, H, W]``."""
+    return F.interpolate(
+        logits.unsqueeze(1), size=labels.shape[-2:], mode="bilinear", align_corners=False
+    ).squeeze(1)
+
+
+def mask_targets(labels: Tensor, images: Tensor, classes: Tensor, dtype: torch.dtype) -> Tensor:
+    """Binary targets ``labels[images] == classes`` as ``dtype``, ``[n, H, W]``."""
+    return (labels[images] == classes.to(labels.dtype).view(-1, 1, 1)).to(dtype)
+
+
+@dataclass(frozen=True)
+class MaskLossTerms:
+    """The constants of the two mask terms."""
+
+    focal_alpha: float
+    focal_gamma: float
+    dice_eps: float
+
+
+class ChunkedMaskLossSums(torch.autograd.Function):
+    """``[focal sum, dice sum]`` of matched mask logits ``[n, h, w]`` upsampled to the label
+    size, against ``labels[images] == classes``, at most ``chunk_pixels`` label pixels at a time.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        logits: Tensor,
+        labels: Tensor,
+        images: Tensor,
+        classes: Tensor,
+        terms: MaskLossTerms,
+        chunk_pixels: int,
+    ) -> Tensor:
+        chunk = max(1, chunk_pixels // labels.shape[-2:].numel())
+        focal = logits.new_zeros(())
+        dice = logits.new_zeros(())
+        for part in _chunks(logits.shape[0], chunk):
+            upsampled = upsample_to(logits[part], labels)
+            targets = mask_targets(labels, images[part], classes[part], logits.dtype)
+            loss = sigmoid_focal_loss(upsampled, targets, terms.focal_alpha, terms.focal_gamma)
+            focal += loss.sum()
+            dice += naive_dice_loss(upsampled, targets, terms.dice_eps).sum()
+        ctx.save_for_backward(logits, labels, images, classes)
+        ctx.terms, ctx.chunk = terms, chunk
+        return torch.stack([focal, dice])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        logits, labels, images, classes = ctx.saved_tensors
+        terms: MaskLossTerms = ctx.terms
+        alpha, gamma, eps = terms.focal_alpha, terms.focal_gamma, terms.dice_eps
+        grad_focal, grad_dice = grad[0], grad[1]
+        grads = []
+        for part in _chunks(logits.shape[0], ctx.chunk):
+            upsampled = upsample_to(logits[part], labels)
+            targets = mask_targets(labels, images[part], classes[part], logits.dtype)
+            probs = upsampled.sigmoid()
+            positive = targets.bool()
+            # Focal: ±w_t p_t^γ (γ q BCE + p_t).
+            pt = torch.where(positive, 1 - probs, probs)
+            bce = F.binary_cross_entropy_with_logits(upsampled, targets, reduction="none")
+            focal = (gamma * (1 - pt) * bce + pt) * pt.pow(gamma)
+            focal = focal * torch.where(positive, -alpha, 1 - alpha)
+            # Dice: (a − 2 t b) / b² · σ(1 − σ), per mask.
+            flat_probs, flat_targets = probs.flatten(1), targets.flatten(1)
+            a = (2 * (flat_probs * flat_targets).sum(1) + eps).view(-1, 1, 1)
+            b = (flat_probs.sum(1) + flat_targets.sum(1) + eps).view(-1, 1, 1)
+            dice = (a - 2 * targets * b) / (b * b) * probs * (1 - probs)
+            grad_upsampled = grad_focal * focal + grad_dice * dice
+            grads.append(
+                torch.ops.aten.upsample_bilinear2d_backward(
+                    grad_upsampled.unsqueeze(1),
+                    output_size=list(labels.shape[-2:]),
+                    input_size=[grad_upsampled.shape[0], 1, *logits.shape[-2:]],
+                    align_corners=False,
+                ).squeeze(1)
+            )
+        return torch.cat(grads), None, None, None, None, None
+
+
+def _chunks(total: int, size: int) -> list[slice]:
+    return [slice(start, start + size) for start in range(0, total, size)]
