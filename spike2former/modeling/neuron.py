@@ -22,14 +22,16 @@ class _NormalizedIntegerSpike(torch.autograd.Function):
     """``round(clamp(x, 0, D)) / D * scale`` forward (round half to even), ``scale / D`` inside
     [0, D] backward.
 
-    For backward it keeps one byte per element (``spike_codes``), not the float input: the
-    count and whether the input was inside [0, D] are all the straight-through gradient and any
-    layer that saves the spikes need. Under ``saved_spikes.compact_saved_spikes`` the output is
+    Returns the output and its codes ``k + 16 * (0 <= x <= D)``, one byte per element, which is
+    all that backward keeps (not the float input): the count and whether the input was inside
+    [0, D] are all the straight-through gradient and any layer that saves the spikes need. Under ``saved_spikes.compact_saved_spikes`` the output is
     registered with its codes, so such layers keep the same byte instead of a float copy.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, levels: int, scale: float) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, levels: int, scale: float
+    ) -> tuple[Tensor, Tensor]:
         clamped = torch.clamp(x, 0, levels)
         inside = clamped == x  # False for NaN, as the comparisons of the reference are
         counts = clamped.round_()
@@ -50,12 +52,6 @@ class _NormalizedIntegerSpike(torch.autograd.Function):
         if ctx.scale != 1.0:
             grad = grad * ctx.scale
         return (grad / ctx.levels).masked_fill_(codes < INSIDE_BIT, 0), None, None
-
-
-def spike_codes(x: Tensor, levels: int) -> Tensor:
-    """The uint8 codes the neuron keeps for ``x``: ``k + 16 * (0 <= x <= D)``."""
-    clamped = torch.clamp(x, 0, levels)
-    return clamped.round().to(torch.uint8).add_(clamped == x, alpha=INSIDE_BIT)
 
 
 def spike(x: Tensor, levels: int, overwrite: bool = False, scale: float = 1.0) -> Tensor:
