@@ -24,8 +24,9 @@ class _NormalizedIntegerSpike(torch.autograd.Function):
 
     Returns the output and its codes ``k + 16 * (0 <= x <= D)``, one byte per element, which is
     all that backward keeps (not the float input): the count and whether the input was inside
-    [0, D] are all the straight-through gradient and any layer that saves the spikes need. Under ``saved_spikes.compact_saved_spikes`` the output is
-    registered with its codes, so such layers keep the same byte instead of a float copy.
+    [0, D] are all the straight-through gradient and any layer that saves the spikes need.
+    Under ``saved_spikes.compact_saved_spikes`` the output is registered with its codes, so such
+    layers keep the same byte instead of a float copy.
     """
 
     @staticmethod
