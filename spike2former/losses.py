@@ -133,7 +133,7 @@ class MaskFormerLoss(nn.Module):
             num_masks = float(sum(max(len(match), 1) for match in matches[-1]))
         num_masks = max(float(num_masks), 1.0)
 
-        rows = [_matched_rows(stage, mask_logits.shape) for stage in matches]
+        rows = [_matched_rows(stage) for stage in matches]
         matched = [_loss_precision(maps) for maps in mask_logits.matched(rows)]
         per_stage = [
             (
@@ -294,7 +294,7 @@ def _loss_precision(maps: Tensor) -> Tensor:
     return maps.float() if maps.dtype in (torch.float16, torch.bfloat16) else maps
 
 
-def _matched_rows(matches: Sequence[Match], shape: torch.Size) -> tuple[Tensor, Tensor]:
+def _matched_rows(matches: Sequence[Match]) -> tuple[Tensor, Tensor]:
     """``(images, queries)`` of one stage's matched queries, in image order."""
     images = torch.cat([torch.full((len(m),), i, dtype=torch.long) for i, m in enumerate(matches)])
     queries = torch.cat([m.query_indices for m in matches])
