@@ -45,9 +45,9 @@ from official_training import official_neurons  # noqa: E402
 
 from spike2former import build_model  # noqa: E402
 from spike2former.inference.allocator import keep_freed_memory  # noqa: E402
+from spike2former.mask_loss import DEFAULT_CHUNK_PIXELS  # noqa: E402
 from spike2former.training import build_optimizer, build_scheduler, recipe_for  # noqa: E402
 from spike2former.training.lean import (  # noqa: E402
-    DEFAULT_LOSS_CHUNK_PIXELS,
     OFFICIAL,
     LeanTraining,
     build_criterion,
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument(
         "--loss-chunk-pixels",
         type=int,
-        default=DEFAULT_LOSS_CHUNK_PIXELS,
+        default=DEFAULT_CHUNK_PIXELS,
         help="s2f: 0 computes the mask losses at once, as the official code",
     )
     args = parser.parse_args()

@@ -16,12 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .mask_loss import (
+    DEFAULT_CHUNK_PIXELS,
     ChunkedMaskLossSums,
     MaskLossTerms,
-    mask_targets,
-    naive_dice_loss,
-    sigmoid_focal_loss,
-    upsample_to,
+    mask_loss_sums,
 )
 from .matching import HungarianMatcher, Match, semantic_classes
 from .modeling.mask_logits import MaskLogits, StageMaskLogits
@@ -82,7 +80,7 @@ class MaskFormerLoss(nn.Module):
         focal_gamma: float = 2.0,
         dice_eps: float = 1.0,
         ignore_index: int = 255,
-        chunk_pixels: int | None = 2**22,
+        chunk_pixels: int | None = DEFAULT_CHUNK_PIXELS,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -248,8 +246,8 @@ class MaskFormerLoss(nn.Module):
         device = matched.device
         classes = torch.cat([m.gt_labels for m in matches]).to(device)
         images = images.to(device)
-        if self.chunk_pixels is None:
-            sums = self._mask_loss_sums(matched, labels, images, classes)
+        if self.chunk_pixels is None:  # all at once: every upsampled map kept for backward
+            sums = mask_loss_sums(matched, labels, images, classes, self._loss_terms)
         else:
             sums = ChunkedMaskLossSums.apply(
                 matched, labels, images, classes, self._loss_terms, self.chunk_pixels
@@ -262,18 +260,6 @@ class MaskFormerLoss(nn.Module):
     @property
     def _loss_terms(self) -> MaskLossTerms:
         return MaskLossTerms(self.focal_alpha, self.focal_gamma, self.dice_eps)
-
-    def _mask_loss_sums(
-        self, logits: Tensor, labels: Tensor, images: Tensor, classes: Tensor
-    ) -> Tensor:
-        """``[focal sum, dice sum]`` of matched mask ``logits [n, h, w]``, upsampled bilinearly
-        to the label size, against the masks ``labels[images] == classes``, all at once (the
-        official computation: every upsampled map is kept for backward)."""
-        upsampled = upsample_to(logits, labels)
-        targets = mask_targets(labels, images, classes, logits.dtype)
-        focal = sigmoid_focal_loss(upsampled, targets, self.focal_alpha, self.focal_gamma).sum()
-        dice = naive_dice_loss(upsampled, targets, self.dice_eps).sum()
-        return torch.stack([focal, dice])
 
 
 class _ImageMaps(Sequence[Tensor]):

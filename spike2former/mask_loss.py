@@ -52,6 +52,10 @@ def mask_targets(labels: Tensor, images: Tensor, classes: Tensor, dtype: torch.d
     return (labels[images] == classes.to(labels.dtype).view(-1, 1, 1)).to(dtype)
 
 
+# Label pixels per chunk of ``ChunkedMaskLossSums`` unless told otherwise (16 masks at 512x512).
+DEFAULT_CHUNK_PIXELS = 2**22
+
+
 @dataclass(frozen=True)
 class MaskLossTerms:
     """The constants of the two mask terms."""
@@ -59,6 +63,18 @@ class MaskLossTerms:
     focal_alpha: float
     focal_gamma: float
     dice_eps: float
+
+
+def mask_loss_sums(
+    logits: Tensor, labels: Tensor, images: Tensor, classes: Tensor, terms: MaskLossTerms
+) -> Tensor:
+    """``[focal sum, dice sum]`` of matched mask ``logits [n, h, w]``, upsampled bilinearly to
+    the label size, against the masks ``labels[images] == classes``."""
+    upsampled = upsample_to(logits, labels)
+    targets = mask_targets(labels, images, classes, logits.dtype)
+    focal = sigmoid_focal_loss(upsampled, targets, terms.focal_alpha, terms.focal_gamma).sum()
+    dice = naive_dice_loss(upsampled, targets, terms.dice_eps).sum()
+    return torch.stack([focal, dice])
 
 
 class ChunkedMaskLossSums(torch.autograd.Function):
@@ -77,17 +93,12 @@ class ChunkedMaskLossSums(torch.autograd.Function):
         chunk_pixels: int,
     ) -> Tensor:
         chunk = max(1, chunk_pixels // labels.shape[-2:].numel())
-        focal = logits.new_zeros(())
-        dice = logits.new_zeros(())
+        sums = logits.new_zeros(2)
         for part in _chunks(logits.shape[0], chunk):
-            upsampled = upsample_to(logits[part], labels)
-            targets = mask_targets(labels, images[part], classes[part], logits.dtype)
-            loss = sigmoid_focal_loss(upsampled, targets, terms.focal_alpha, terms.focal_gamma)
-            focal += loss.sum()
-            dice += naive_dice_loss(upsampled, targets, terms.dice_eps).sum()
+            sums += mask_loss_sums(logits[part], labels, images[part], classes[part], terms)
         ctx.save_for_backward(logits, labels, images, classes)
         ctx.terms, ctx.chunk = terms, chunk
-        return torch.stack([focal, dice])
+        return sums
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]

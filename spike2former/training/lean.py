@@ -27,10 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import MaskFormerLoss
+from ..mask_loss import DEFAULT_CHUNK_PIXELS
 from ..modeling.saved_spikes import compact_saved_spikes
 from ..modeling.spike2former import Spike2Former
-
-DEFAULT_LOSS_CHUNK_PIXELS = 2**22
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class LeanTraining:
 
     compact_spikes: bool = True
     reassociate: bool = True
-    loss_chunk_pixels: int | None = DEFAULT_LOSS_CHUNK_PIXELS
+    loss_chunk_pixels: int | None = DEFAULT_CHUNK_PIXELS
 
 
 OFFICIAL = LeanTraining(compact_spikes=False, reassociate=False, loss_chunk_pixels=None)
