@@ -74,18 +74,22 @@ class ProjectedMaskLogits:
         # scattered into a zero-filled copy of the whole map per use.
         self.pixels = [sample.flatten(1) for sample in spikes.unbind(0)]  # [C, h*w] each
 
+    def _samples(self, image: int) -> range:
+        """The batch rows ``t * B + image`` of one image, t = 0 .. T-1."""
+        return range(image, image + self.time_steps * self.batch, self.batch)
+
     def _maps(self, image: int, projected: Tensor, offsets: Tensor) -> Tensor:
-        """``projected [..., C]`` rows and ``offsets [...]`` of sample ``t * B + image`` for
-        every t -> maps ``[..., h*w]`` averaged over t."""
+        """``projected [T, ..., C]`` rows and ``offsets [T, ...]`` of the image's samples ->
+        maps ``[..., h*w]`` averaged over t."""
         maps = [
-            projected[t] @ self.pixels[t * self.batch + image] + offsets[t].unsqueeze(-1)
-            for t in range(self.time_steps)
+            rows @ self.pixels[n] + offset.unsqueeze(-1)
+            for rows, offset, n in zip(projected, offsets, self._samples(image), strict=True)
         ]
         return maps[0] if len(maps) == 1 else torch.stack(maps).mean(0)
 
     def detached(self, image: int, stage: int) -> Tensor:
         with torch.no_grad():
-            samples = range(image, image + self.time_steps * self.batch, self.batch)
+            samples = self._samples(image)
             projected = torch.stack([self.projected[stage, n] for n in samples])
             offsets = torch.stack([self.offsets[stage, n] for n in samples])
             return self._maps(image, projected, offsets).view(self.shape[2:])
@@ -97,12 +101,14 @@ class ProjectedMaskLogits:
             picks = [
                 (stage, queries[images == image]) for stage, (images, queries) in enumerate(rows)
             ]
-            samples = range(image, image + self.time_steps * self.batch, self.batch)
             projected = torch.stack(
-                [torch.cat([self.projected[s, n, q] for s, q in picks]) for n in samples]
+                [
+                    torch.cat([self.projected[s, n, q] for s, q in picks])
+                    for n in self._samples(image)
+                ]
             )
             offsets = torch.stack(
-                [torch.cat([self.offsets[s, n, q] for s, q in picks]) for n in samples]
+                [torch.cat([self.offsets[s, n, q] for s, q in picks]) for n in self._samples(image)]
             )
             maps = self._maps(image, projected, offsets).view(-1, height, width)
             sizes = [len(queries) for _, queries in picks]
