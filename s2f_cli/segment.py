@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
+import torch
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from spike2former.atomic import write_atomically
-from spike2former.inference.job import OUTPUT_KINDS, OutputOptions, Record, SegmentJob
+from spike2former.inference.job import (
+    OUTPUT_KINDS,
+    OutputOptions,
+    Record,
+    SegmentJob,
+    output_paths,
+)
+from spike2former.inference.journal import (
+    ResultJournal,
+    RunInfo,
+    earlier_records,
+    merge_summary,
+    stage_speeds,
+    wait_for_shares,
+)
 from spike2former.inference.predictor import Predictor
+from spike2former.inference.sharding import (
+    Shard,
+    ShardError,
+    resolve_shard,
+    shard_device,
+    shard_threads,
+)
 from spike2former.inference.sources import (
     IMAGE_SUFFIXES,
     InputError,
@@ -23,7 +45,14 @@ from spike2former.inference.sources import (
 )
 from spike2former.weights import DEFAULT_MODEL
 
-from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .console import (
+    EXIT_USAGE,
+    fail,
+    interrupted_by_sigterm,
+    reported_errors,
+    stderr,
+    stdout,
+)
 from .inference_options import (
     DeviceOption,
     ImgszOption,
@@ -98,6 +127,22 @@ def segment(
     json_lines: Annotated[
         bool, typer.Option("--json", help="Print one JSON record per input on stdout.")
     ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Process share K (0 to N-1) of N of the inputs, into the -o folder all shares "
+            "write to; under torchrun or with RANK/WORLD_SIZE set, the share is theirs.",
+            show_default=False,
+        ),
+    ] = None,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            help="Skip inputs whose results in the output folder are complete (from an earlier "
+            "or interrupted run); the summary keeps their records."
+        ),
+    ] = False,
 ) -> None:
     """Segment images and videos; results go to a new run folder unless -o says otherwise."""
     silence_opencv()
@@ -106,14 +151,31 @@ def segment(
         raise fail(
             f"--save takes a comma-separated subset of {', '.join(OUTPUT_KINDS)}", EXIT_USAGE
         )
-    items = _expand(sources or [], recursive, from_list)
+    try:
+        share = resolve_shard(shard)
+    except ShardError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    all_items = _expand(sources or [], recursive, from_list)
     to_stdout = output == "-"
-    label_file = _label_file(output, items)
+    label_file = _label_file(output, all_items)
     if to_stdout or label_file is not None:
-        if len(items) != 1 or items[0].kind == "video":
+        if len(all_items) != 1 or all_items[0].kind == "video":
             raise fail("-o FILE and -o - take exactly one image input", EXIT_USAGE)
         if to_stdout and json_lines:
             raise fail("--json and -o - both write to stdout; choose one", EXIT_USAGE)
+    _check_sharding(share, output, to_stdout or label_file is not None, all_items)
+    if skip_existing and (output is None or to_stdout or label_file is not None) and not exist_ok:
+        raise fail(
+            "--skip-existing continues an earlier run: give its folder with -o FOLDER "
+            "(or --name NAME --exist-ok)",
+            EXIT_USAGE,
+        )
+    items = share.take(all_items)
+    # Under torchrun, rank 0 waits for the other shares and prints the whole job's records.
+    leader = share.count > 1 and "TORCHELASTIC_RUN_ID" in os.environ
+    quiet = quiet or (leader and share.index > 0)
+    device = shard_device(device, share, torch.cuda.device_count())
+    threads = shard_threads(threads, share)
     network = load_for_inference(model, offline, device, precision, threads)
     with reported_errors():
         predictor = Predictor(
@@ -145,11 +207,35 @@ def segment(
         label_target=sys.stdout.buffer if to_stdout else label_file,
         read_stdin=stdin_data,
     )
-    records, interrupted = _run(job, items, vid_stride, quiet, json_lines)
+    journal = None
+    finished = earlier_records(out_dir) if skip_existing and out_dir is not None else None
+    if out_dir is not None:
+        journal = ResultJournal(out_dir, share)
+        with reported_errors():
+            journal.start()
+    stream = json_lines and not leader
+    with reported_errors():
+        records, interrupted = _run(job, items, vid_stride, quiet, stream, journal, finished)
     if predictor.compile_note and not quiet:
         stderr.print(f"[yellow]warning:[/] {escape(predictor.compile_note)}", highlight=False)
-    if out_dir is not None:
-        _write_summary(out_dir, records, predictor, model, interrupted)
+    summary = None
+    if journal is not None and out_dir is not None:
+        if interrupted and share.count > 1:
+            journal.close()  # not done: the share's next run (--skip-existing) completes it
+        else:
+            info = RunInfo(
+                model,
+                str(predictor.device),
+                predictor.precision,
+                predictor.compiled,
+                predictor.imgsz,
+                interrupted,
+            )
+            with reported_errors():
+                journal.finish(info)
+                if leader and share.index == 0:
+                    wait_for_shares(out_dir, share)
+                summary = merge_summary(out_dir, [s.label for s in all_items], share)
     if interrupted:
         where = f" in {out_dir}" if out_dir is not None else ""
         raise fail(
@@ -157,9 +243,28 @@ def segment(
             "nothing partial was kept",
             130,
         )
-    _report(records, predictor, out_dir or label_file, quiet, json_lines, to_stdout)
+    if leader and share.index == 0 and summary is not None:
+        records = [Record.from_dict(r) for r in summary["records"]]
+        if json_lines:
+            for record in records:
+                _print_json(record)
+    location = out_dir or label_file
+    _report(records, predictor, location, quiet, json_lines, to_stdout, share, summary is not None)
     if any(r.status != "ok" for r in records):
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _check_sharding(share: Shard, output: str | None, single: bool, items: list[Source]) -> None:
+    if share.count == 1:
+        return
+    if output is None or single:
+        raise fail(
+            f"share {share.index}/{share.count}: all shares write into one folder; "
+            "give it with -o FOLDER",
+            EXIT_USAGE,
+        )
+    if any(s.kind == "stdin" for s in items):
+        raise fail("stdin (-) cannot be split between processes", EXIT_USAGE)
 
 
 def _expand(arguments: list[str], recursive: bool, from_list: str | None) -> list[Source]:
@@ -198,29 +303,33 @@ def _label_file(output: str | None, items: list[Source]) -> Path | None:
 
 def _refuse_overwriting_inputs(items: list[Source], out_dir: Path, kinds: set[str]) -> None:
     inputs = {s.path.resolve() for s in items if s.path is not None}
-    suffixes = {"mask": ".png", "overlay": "_overlay.jpg", "json": ".json", "logits": "_logits.npy"}
     for source in items:
-        base = (out_dir / source.stem).resolve()
-        if source.kind == "video":
-            # the overlay video, and the folder of frame label maps that replaces what is there
-            targets = [base.with_name(base.name + "_overlay.mp4")] if "overlay" in kinds else []
-            if "mask" in kinds:
-                targets += [p for p in inputs if p.is_relative_to(base)]
-        else:
-            targets = [base.with_name(base.name + suffixes[kind]) for kind in kinds]
-        for target in targets:
-            if target in inputs:
+        for kind, path in output_paths(out_dir, source, kinds).items():
+            target = path.resolve()
+            if source.kind == "video" and kind == "mask":
+                # the folder of frame label maps replaces what is there
+                clobbered = [p for p in inputs if p.is_relative_to(target)]
+            else:
+                clobbered = [target] if target in inputs else []
+            for hit in clobbered:
                 raise fail(
-                    f"{target}: writing results here would overwrite an input; "
+                    f"{hit}: writing results here would overwrite an input; "
                     "choose another --output or --project",
                     EXIT_USAGE,
                 )
 
 
 def _run(
-    job: SegmentJob, items: list[Source], vid_stride: int, quiet: bool, json_lines: bool
+    job: SegmentJob,
+    items: list[Source],
+    vid_stride: int,
+    quiet: bool,
+    json_lines: bool,
+    journal: ResultJournal | None,
+    finished: dict[str, Record] | None,
 ) -> tuple[list[Record], bool]:
-    """Run the job with progress on stderr; returns the records and whether Ctrl-C stopped it."""
+    """Run the job with progress on stderr; returns the records and whether Ctrl-C (or the
+    launcher's SIGTERM) stopped it."""
     records: list[Record] = []
     live = not quiet and stderr.is_terminal
     progress = Progress(
@@ -236,24 +345,30 @@ def _run(
     task = progress.add_task("segmenting", total=total)
 
     def on_record(record: Record) -> None:
+        if journal is not None:
+            journal.add(record)
         records.append(record)
+        earlier = finished is not None and finished.get(record.path) is record
         if record.status != "ok":
             stderr.print(f"[bold red]error:[/] {escape(record.message)}", highlight=False)
         elif not quiet and not live:
-            stderr.print(_one_line(record), highlight=False, markup=False)
+            line = _one_line(record) + (" (complete from an earlier run)" if earlier else "")
+            stderr.print(line, highlight=False, markup=False)
         if record.frames is None:
             progress.advance(task)
         if json_lines:
-            stdout.print(
-                json.dumps(record.as_dict()), highlight=False, markup=False, soft_wrap=True
-            )
+            _print_json(record)
 
-    with progress:
+    with progress, interrupted_by_sigterm():
         try:
-            job.run(items, on_record, lambda frames: progress.advance(task, frames))
+            job.run(items, on_record, lambda frames: progress.advance(task, frames), finished)
         except KeyboardInterrupt:
             return records, True
     return records, False
+
+
+def _print_json(record: Record) -> None:
+    stdout.print(json.dumps(record.as_dict()), highlight=False, markup=False, soft_wrap=True)
 
 
 def _frame_total(source: Source, stride: int) -> int:
@@ -278,39 +393,6 @@ def _one_line(record: Record) -> str:
     return f"{record.path}: {size}{frames}, {top}, {took}"
 
 
-def _speed(records: list[Record]) -> dict[str, float]:
-    """Mean ms per image or frame of each stage (passes that compiled left out of inference),
-    and the total ms spent in passes that compiled."""
-    done = [r for r in records if r.status == "ok"]
-    speed = {"compile": sum(r.timings_ms.get("compile", 0.0) for r in done)}
-    for key in ("preprocess", "inference", "postprocess"):
-        timed = [r.timings_ms[key] for r in done if key in r.timings_ms]
-        speed[key] = sum(timed) / len(timed) if timed else 0.0
-    return speed
-
-
-def _write_summary(
-    out_dir: Path, records: list[Record], predictor: Predictor, model: str, interrupted: bool
-) -> None:
-    speed = _speed(records)
-    summary: dict[str, Any] = {
-        "model": model,
-        "device": str(predictor.device),
-        "precision": predictor.precision,
-        "compiled": predictor.compiled,
-        "imgsz": predictor.imgsz,
-        "inputs": len(records),
-        "ok": sum(r.status == "ok" for r in records),
-        "failed": sum(r.status != "ok" for r in records),
-        "interrupted": interrupted,
-        "speed_ms_per_image": {k: round(v, 2) for k, v in speed.items() if k != "compile"},
-        "compile_ms": round(speed["compile"], 2),
-        "records": [r.as_dict() for r in records],
-    }
-    text = json.dumps(summary, indent=2).encode()
-    write_atomically(out_dir / "summary.json", lambda tmp: Path(tmp).write_bytes(text))
-
-
 def _report(
     records: list[Record],
     predictor: Predictor,
@@ -318,20 +400,37 @@ def _report(
     quiet: bool,
     json_lines: bool,
     to_stdout: bool,
+    share: Shard,
+    merged: bool,
 ) -> None:
+    """The closing lines: speed, what failed, where the results are (nothing of the sort when
+    no input succeeded)."""
     if quiet:
         return
-    speed = _speed(records)
     failed = sum(r.status != "ok" for r in records)
+    of_share = f" of share {share.index}/{share.count}" if share.count > 1 and not merged else ""
+    if records and failed == len(records):
+        stderr.print(f"No results: all {failed} inputs{of_share} failed", highlight=False)
+        return
+    speed = stage_speeds(records)
     stderr.print(
         f"Speed: {speed['preprocess']:.1f}ms preprocess, {speed['inference']:.1f}ms inference, "
         f"{speed['postprocess']:.1f}ms postprocess per image or frame ({predictor.device}, "
         f"{predictor.precision}{', compiled' if predictor.compiled else ''})"
         + (f"; compiling took {speed['compile'] / 1000:.1f}s" if speed["compile"] else "")
-        + (f"; {failed} of {len(records)} inputs failed" if failed else ""),
+        + (f"; {failed} of {len(records)} inputs{of_share} failed" if failed else ""),
         highlight=False,
     )
-    if location is not None:
-        stderr.print(f"Results saved to [bold]{escape(str(location))}[/]", highlight=False)
-        if not json_lines and not to_stdout:
-            stdout.print(str(location), highlight=False, markup=False)
+    if location is None:
+        return
+    where = escape(str(location))
+    if share.count > 1 and not merged:
+        stderr.print(
+            f"Results of share {share.index}/{share.count} saved to [bold]{where}[/]; "
+            "summary.json is written by the last share to finish",
+            highlight=False,
+        )
+    else:
+        stderr.print(f"Results saved to [bold]{where}[/]", highlight=False)
+    if not json_lines and not to_stdout:
+        stdout.print(str(location), highlight=False, markup=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[str], object
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(**temporary_name(target))
     except OSError as exc:
         raise OutputError(f"{target}: cannot write the file ({exc})") from None
     os.close(fd)
@@ -38,3 +40,38 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[str], object
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+# What ``temporary_name`` gives: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp[.SUFFIX]``.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
+
+
+def temporary_name(target: Path, keep_suffix: bool = False) -> dict[str, str]:
+    """``tempfile.mkstemp``/``mkdtemp`` arguments for a hidden temporary beside ``target``
+    (ending in ``target``'s suffix when a writer picks the format by it)."""
+    suffix = ".tmp" + (target.suffix if keep_suffix else "")
+    return {"prefix": f".{target.name}.", "suffix": suffix, "dir": str(target.parent)}
+
+
+def remove_leftovers(targets: list[Path]) -> int:
+    """Delete temporaries that a killed process left while writing any of ``targets``; returns
+    how many. Each folder is listed once; files of other targets are never touched."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMPORARY.fullmatch(entry.name)
+            if match is None or match["name"] not in names:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed

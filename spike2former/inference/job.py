@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +16,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..atomic import remove_leftovers
 from ..errors import S2FError
-from .outputs import FrameFolder, VideoOutput, label_png, overlay, write_bytes, write_image
+from .outputs import FrameFolder, VideoOutput, encode_image, label_png, overlay, write_bytes
 from .predictor import Prediction, Predictor
 from .sources import ImageReadError, Source, VideoReader, decode_image, read_image
 
@@ -51,6 +52,38 @@ class Record:
         data = {k: v for k, v in self.__dict__.items() if v is not None}
         data["timings_ms"] = {k: round(v, 2) for k, v in self.timings_ms.items()}
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """The record ``as_dict`` wrote (unknown keys ignored)."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+_IMAGE_SUFFIXES = {"mask": ".png", "overlay": "_overlay.jpg", "logits": "_logits.npy"}
+
+
+def output_paths(
+    out_dir: Path, source: Source, kinds: frozenset[str] | set[str]
+) -> dict[str, Path]:
+    """Where each result kind of a source goes (for a video: the overlay video and the frame
+    folder), in the order of ``Record.files``."""
+    base = out_dir / source.stem
+    if source.kind == "video":
+        named = [("overlay", "_overlay.mp4"), ("mask", "")]
+    else:
+        named = [*_IMAGE_SUFFIXES.items(), ("json", ".json")]
+    return {kind: base.with_name(base.name + suffix) for kind, suffix in named if kind in kinds}
+
+
+def is_complete(record: Record, out_dir: Path, source: Source, kinds: frozenset[str]) -> bool:
+    """Whether ``record`` is a finished result of ``source`` whose files, exactly the ones the
+    current ``kinds`` ask for, are all in place (each was written atomically)."""
+    expected = list(output_paths(out_dir, source, kinds).values())
+    return (
+        record.status == "ok"
+        and record.files == [str(path) for path in expected]
+        and all(path.exists() for path in expected)
+    )
 
 
 class SegmentJob:
@@ -86,21 +119,51 @@ class SegmentJob:
         sources: Sequence[Source],
         on_record: Callable[[Record], None] = lambda record: None,
         on_frames: Callable[[int], None] = lambda frames: None,
+        finished: Mapping[str, Record] | None = None,
     ) -> list[Record]:
         """Process every source in order; ``on_record`` is called as each input finishes and
-        ``on_frames`` after each processed video batch (for progress)."""
+        ``on_frames`` after each processed video batch (for progress).
+
+        ``finished``: records of an earlier run by input label; an input whose record is complete
+        (``is_complete``) is reported as it was, without running the network again.
+        """
         records: list[Record] = []
+        done = self._reusable(sources, finished or {})
+        if self.out_dir is not None:
+            every_kind = frozenset(OUTPUT_KINDS)
+            remove_leftovers(
+                [
+                    path
+                    for source in sources
+                    for path in output_paths(self.out_dir, source, every_kind).values()
+                ]
+            )
         with ThreadPoolExecutor(2, thread_name_prefix="s2f-io") as pool:
             self._pool = pool
-            for chunk in _chunks(sources):
-                if chunk[0].kind == "video":
-                    records.append(self._video(chunk[0], on_frames))
-                    on_record(records[-1])
+            for chunk in _chunks(sources, done):
+                if chunk[0].label in done:
+                    new = [done[source.label] for source in chunk]
+                    on_frames(sum(record.frames or 0 for record in new))
+                elif chunk[0].kind == "video":
+                    new = [self._video(chunk[0], on_frames)]
                 else:
-                    for record in self._images(chunk):
-                        records.append(record)
-                        on_record(record)
+                    new = self._images(chunk)
+                for record in new:
+                    records.append(record)
+                    on_record(record)
         return records
+
+    def _reusable(
+        self, sources: Sequence[Source], finished: Mapping[str, Record]
+    ) -> dict[str, Record]:
+        if self.out_dir is None or not finished:
+            return {}
+        done = {}
+        for source in sources:
+            record = finished.get(source.label)
+            if record is not None and is_complete(record, self.out_dir, source, self.options.kinds):
+                done[source.label] = record
+        return done
 
     # Images ------------------------------------------------------------------------------------
 
@@ -162,52 +225,33 @@ class SegmentJob:
     def _write_image_results(
         self, source: Source, image: np.ndarray, prediction: Prediction, record: Record
     ) -> list[Future]:
-        kinds = self.options.kinds
         palette = self.predictor.palette
-        writes: list[tuple[Path | BinaryIO, Callable[[Path | BinaryIO], None]]] = []
-        if self.label_target is not None:
-            target = self.label_target
-            writes.append((target, lambda t: _emit(t, label_png(prediction.labels, palette))))
-            base = target.with_suffix("") if isinstance(target, Path) else None
-        else:
+        legend = self._legend(prediction) if self.options.legend else ()
+        encoders: dict[str, Callable[[], bytes]] = {
+            "mask": lambda: label_png(prediction.labels, palette),
+            "overlay": lambda: encode_image(
+                ".jpg", overlay(image, prediction.labels, palette, self.options.opacity, legend)
+            ),
+            "logits": lambda: _npy(prediction),
+            "json": lambda: json.dumps(record.as_dict(), indent=2).encode(),
+        }
+        targets: dict[str, Path | BinaryIO]
+        if self.label_target is None:
             assert self.out_dir is not None
-            base = self.out_dir / source.stem
-            if "mask" in kinds:
-                path = base.with_name(base.name + ".png")
-                writes.append(
-                    (path, lambda p: write_bytes(p, label_png(prediction.labels, palette)))
-                )
-        if base is not None:
-            if "overlay" in kinds:
-                legend = self._legend(prediction) if self.options.legend else ()
-                path = base.with_name(base.name + "_overlay.jpg")
-                writes.append(
-                    (
-                        path,
-                        lambda p: write_image(
-                            p,
-                            overlay(
-                                image, prediction.labels, palette, self.options.opacity, legend
-                            ),
-                        ),
-                    )
-                )
-            if "logits" in kinds:
-                path = base.with_name(base.name + "_logits.npy")
-                writes.append((path, lambda p: write_bytes(p, _npy(prediction))))
-            if "json" in kinds:
-                path = base.with_name(base.name + ".json")
-                writes.append(
-                    (
-                        path,
-                        lambda p: write_bytes(p, json.dumps(record.as_dict(), indent=2).encode()),
-                    )
-                )
+            targets = dict(output_paths(self.out_dir, source, self.options.kinds))
+        else:
+            # The label map goes where -o says; other results of a file target beside it.
+            target = self.label_target
+            targets = {"mask": target}
+            if isinstance(target, Path):
+                beside = Source(source.kind, None, target.stem)
+                others = output_paths(target.parent, beside, self.options.kinds - {"mask"})
+                targets.update(others)
         futures = []
-        for target, write in writes:
+        for kind, target in targets.items():  # json last: it lists the other files
             if isinstance(target, Path):
                 record.files.append(str(target))
-            futures.append(self._pool.submit(write, target))
+            futures.append(self._pool.submit(_emit, target, encoders[kind]))
         return futures
 
     def _legend(self, prediction: Prediction) -> list[tuple[str, tuple[int, int, int]]]:
@@ -307,19 +351,22 @@ class SegmentJob:
         return record
 
 
-def _chunks(sources: Sequence[Source]) -> Iterator[list[Source]]:
-    """Consecutive image inputs together; each video on its own."""
-    images: list[Source] = []
+def _chunks(sources: Sequence[Source], done: Mapping[str, Record]) -> Iterator[list[Source]]:
+    """Consecutive image inputs together, consecutive finished inputs together; each video on
+    its own."""
+    group: list[Source] = []
     for source in sources:
-        if source.kind == "video":
-            if images:
-                yield images
-                images = []
-            yield [source]
-        else:
-            images.append(source)
-    if images:
-        yield images
+        kind = _kind_of(source, done)
+        if group and (kind == "video" or kind != _kind_of(group[-1], done)):
+            yield group
+            group = []
+        group.append(source)
+    if group:
+        yield group
+
+
+def _kind_of(source: Source, done: Mapping[str, Record]) -> str:
+    return "done" if source.label in done else source.kind
 
 
 def _settle(record: Record, futures: list[Future]) -> Record:
@@ -335,11 +382,11 @@ def _settle(record: Record, futures: list[Future]) -> Record:
     return record
 
 
-def _emit(target: Path | BinaryIO, data: bytes) -> None:
+def _emit(target: Path | BinaryIO, encode: Callable[[], bytes]) -> None:
     if isinstance(target, Path):
-        write_bytes(target, data)
+        write_bytes(target, encode())
     else:
-        target.write(data)
+        target.write(encode())
         target.flush()
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..atomic import write_atomically
+from ..atomic import temporary_name, write_atomically
 from ..errors import OutputError
 
 RGB = tuple[int, int, int]
@@ -90,14 +90,19 @@ def write_bytes(path: Path, data: bytes) -> None:
     write_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
-def write_image(path: Path, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
-    """Encode by the path's suffix (JPEG quality ``jpeg_quality``) and write atomically."""
-    is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+def encode_image(suffix: str, rgb: np.ndarray, jpeg_quality: int = 95) -> bytes:
+    """An RGB image encoded as ``suffix`` says (JPEG at quality ``jpeg_quality``)."""
+    is_jpeg = suffix.lower() in (".jpg", ".jpeg")
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if is_jpeg else []
-    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise OSError(f"cannot encode {path.suffix} image")
-    write_bytes(path, encoded.tobytes())
+        raise OSError(f"cannot encode {suffix} image")
+    return encoded.tobytes()
+
+
+def write_image(path: Path, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
+    """Encode by the path's suffix and write atomically."""
+    write_bytes(path, encode_image(path.suffix, rgb, jpeg_quality))
 
 
 class VideoOutput:
@@ -107,7 +112,7 @@ class VideoOutput:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(**temporary_name(path, keep_suffix=True))
         os.close(fd)
         self._tmp = Path(tmp)
         width, height = size
@@ -147,7 +152,7 @@ class FrameFolder:
             )
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        self._tmp = Path(tempfile.mkdtemp(**temporary_name(path)))
 
     def write(self, name: str, data: bytes) -> None:
         (self._tmp / name).write_bytes(data)

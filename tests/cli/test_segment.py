@@ -693,8 +693,8 @@ def test_python_m_s2f_cli(model: Path, inputs: Path, tmp_path: Path) -> None:
 
 
 def test_speed_line_keeps_compiling_passes_apart() -> None:
-    from s2f_cli.segment import _speed
     from spike2former.inference.job import Record
+    from spike2former.inference.journal import stage_speeds
 
     records = [
         Record("a", timings_ms={"preprocess": 2.0, "compile": 9000.0, "postprocess": 1.0}),
@@ -703,5 +703,5 @@ def test_speed_line_keeps_compiling_passes_apart() -> None:
         Record("v", timings_ms={"inference": 70.0, "compile": 1000.0}, frames=9),
         Record("bad", status="error", timings_ms={"inference": 1e6}),
     ]
-    speed = _speed(records)
+    speed = stage_speeds(records)
     assert speed == {"compile": 10000.0, "preprocess": 4.0, "inference": 50.0, "postprocess": 3.0}
