@@ -21,7 +21,10 @@ from spike2former.datasets import FORMATS, DatasetError
 from spike2former.model_file import load_model
 from spike2former.presets import PRESETS
 from spike2former.training import (
+    Conflict,
     DataSpec,
+    RecipeError,
+    RunFolder,
     RunFolderError,
     TrainJob,
     fit_model_to_data,
@@ -30,6 +33,7 @@ from spike2former.training import (
     recipe_for,
     recipe_name_for,
     resume,
+    resume_conflicts,
     train,
 )
 from spike2former.training.distributed import (
@@ -43,13 +47,20 @@ from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .model_option import OfflineOption, backbone_path, model_path
+from .option_source import given_options, option_flags
 from .run_dir import make_run_dir
 from .size_option import parse_size
 
 DEFAULT_PROJECT = Path("runs/train")
 
+# Parameters that name a run setting otherwise than the library does (``resume_settings``).
+_SETTINGS = {"data": "root", "dataset_format": "format"}
+# Parameters that say how to run, not what to train: a resume may change them.
+_RUN_ONLY = frozenset({"out", "resume_run", "workers", "device", "threads", "offline", "quiet"})
+
 
 def train_command(
+    ctx: typer.Context,
     preset: Annotated[
         str | None,
         typer.Option(help=f"Train a fresh network: {', '.join(PRESETS)}.", show_default=False),
@@ -91,7 +102,10 @@ def train_command(
     ] = None,
     iters: Annotated[
         int | None,
-        typer.Option(min=1, help="Training iterations (the poly decay's end moves in proportion)."),
+        typer.Option(
+            min=1,
+            help="Training iterations (the warm-up and the poly decay's end move in proportion).",
+        ),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Images per step and process.")
@@ -111,7 +125,14 @@ def train_command(
             "backbone; 1 suits a backbone trained from scratch).",
         ),
     ] = None,
-    warmup_iters: Annotated[int | None, typer.Option(min=0, help="Linear warm-up length.")] = None,
+    warmup_iters: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Linear warm-up length.",
+            show_default="the recipe's, in proportion to --iters",
+        ),
+    ] = None,
     poly_end: Annotated[
         int | None, typer.Option(min=1, help="Iteration at which the poly decay reaches 0.")
     ] = None,
@@ -172,23 +193,6 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Train Spike2Former with the official recipe; resumable, and data-parallel under torchrun."""
-    given = {
-        "--preset": preset,
-        "--model": model,
-        "--data": data,
-        "--format": dataset_format,
-        "--num-classes": num_classes,
-        "--init-backbone": init_backbone,
-        "--recipe": recipe,
-        "--test-size": test_size,
-        # options with defaults: only a changed value can be told apart from "not given"
-        "--conventional": conventional or None,
-        "--amp": amp or None,
-        "--seed": seed or None,
-        "--log-interval": None if log_interval == 50 else log_interval,
-        "--train-split": None if train_split == "train" else train_split,
-        "--val-split": None if val_split == "val" else val_split,
-    }
     overrides = {
         "iters": iters,
         "batch_size": batch_size,
@@ -205,7 +209,7 @@ def train_command(
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if resume_run:
-        _check_resume_arguments(out, given, overrides)
+        _check_resume(ctx, out)
     else:
         _check_new_run_arguments(preset, model, data, dataset_format, out)
         if preset is None and model is None:
@@ -228,7 +232,7 @@ def train_command(
                     network, job, notes = _new_run(
                         preset, model, data, dataset_format, num_classes, init_backbone, recipe,
                         overrides, test_size, train_split, val_split, conventional, amp, seed,
-                        log_interval, offline,
+                        log_interval, offline, option_flags(ctx),
                     )  # fmt: skip
                     if context.is_main and not quiet:
                         for note in notes:
@@ -256,18 +260,68 @@ def train_command(
         stdout.print(str(result.run_dir), highlight=False, markup=False)
 
 
-def _check_resume_arguments(
-    out: Path | None, given: dict[str, object], overrides: dict[str, object]
-) -> None:
+def _check_resume(ctx: typer.Context, out: Path | None) -> None:
+    """Refuse a resume without ``--out``, of a folder that holds no run, or with options that
+    disagree with the run's saved settings (options equal to them are welcome)."""
     if out is None:
         raise fail("--resume continues the run given with --out RUN", EXIT_USAGE)
-    extra = [name for name, value in given.items() if value is not None]
-    extra += ["--" + key.replace("_", "-") for key in overrides]
-    if extra:
+    run = RunFolder(out)
+    try:
+        run.check_resumable()
+    except RunFolderError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    given = {
+        _SETTINGS.get(name, name): _setting(name, ctx.params[name])
+        for name in given_options(ctx)
+        if name not in _RUN_ONLY
+    }
+    with reported_errors():
+        conflicts = resume_conflicts(run, given)
+    if conflicts:
+        flags = option_flags(ctx)
+        params = {setting: name for name, setting in _SETTINGS.items()}
+        described = [_conflict(flags[params.get(c.name, c.name)], c) for c in conflicts]
+        them = "it" if len(conflicts) == 1 else "them"
         raise fail(
-            f"--resume continues {out} with its saved settings; leave out {', '.join(extra)}",
+            f"--resume continues {out} with its saved settings: {', '.join(described)}; leave "
+            f"{them} out, or start a new run with another --out",
             EXIT_USAGE,
         )
+
+
+def _setting(name: str, value: Any) -> Any:
+    """An option's value as a new run applies it."""
+    if name == "crop_size":
+        return parse_size(value, "--crop-size")
+    if name == "val_split":
+        return _val_split(value)
+    return value
+
+
+def _val_split(text: str) -> str | None:
+    return None if text.lower() in ("", "none") else text
+
+
+def _conflict(flag: str, conflict: Conflict) -> str:
+    if isinstance(conflict.saved, bool):
+        started = "with" if conflict.saved else "without"
+        return f"{flag} conflicts with the run (started {started} it)"
+    return f"{flag} {_text(conflict.given)} conflicts with the run's {_text(conflict.saved)}"
+
+
+def _as_option(flags: dict[str, str], field: str, value: object) -> str:
+    """A recipe field at fault as the option that sets it (``--warmup-iters 20``); a field no
+    option sets keeps its own name."""
+    return f"{flags[field]} {_text(value)}" if field in flags else f"{field}={value!r}"
+
+
+def _text(value: Any) -> str:
+    """A setting as the command line spells it."""
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return str(value)
 
 
 def _check_new_run_arguments(
@@ -318,14 +372,16 @@ def _new_run(
     seed: int,
     log_interval: int,
     offline: bool,
+    flags: dict[str, str],
 ) -> tuple[Any, TrainJob, list[str]]:
-    """The starting network and the resolved job; notes for the user."""
+    """The starting network and the resolved job; notes for the user. ``flags`` names the
+    options of recipe fields in errors."""
     assert data is not None and dataset_format is not None
     spec = DataSpec.of(
         dataset_format,
         data,
         train_split=train_split,
-        val_split=None if val_split.lower() in ("", "none") else val_split,
+        val_split=_val_split(val_split),
     )
     torch.manual_seed(seed)
     if preset is not None:
@@ -343,8 +399,9 @@ def _new_run(
         raise fail(str(exc.args[0]), EXIT_USAGE) from None
     try:
         recipe = base.overridden(**overrides)
-    except ValueError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
+    except RecipeError as exc:
+        message = exc.describe(lambda name, value: _as_option(flags, name, value))
+        raise fail(message, EXIT_USAGE) from None
     notes = []
     if test_size is None and recipe.pipeline == "random_crop":
         test_size = 0  # trained at the images' own scale: evaluate them at it too

@@ -7,6 +7,7 @@
 - ``initial``: ImageNet backbone weights, class-layer changes for fine-tuning;
 - ``loop``: ``train`` and ``resume``, the loop itself;
 - ``checkpoint``: run folders and crash-safe checkpoints;
+- ``resume_settings``: a run's saved settings, and those a resume is given that disagree;
 - ``distributed``: ``torchrun`` process groups (NCCL / gloo) and their helpers;
 - ``evaluate``: dataset-level mIoU with whole-image or sliding-window inference.
 """
@@ -17,13 +18,16 @@ from .evaluate import evaluate
 from .initial import load_backbone, with_classes
 from .loop import TrainJob, TrainResult, resume, train
 from .optim import build_optimizer, build_scheduler, parameter_groups
-from .recipe import RECIPES, TrainRecipe, recipe_for, recipe_name_for
+from .recipe import RECIPES, RecipeError, TrainRecipe, recipe_for, recipe_name_for
+from .resume_settings import Conflict, resume_conflicts, saved_settings
 from .setup import DataSpec, fit_model_to_data
 
 __all__ = [
     "RECIPES",
+    "Conflict",
     "DataSpec",
     "DistributedContext",
+    "RecipeError",
     "RunFolder",
     "RunFolderError",
     "TrainJob",
@@ -39,6 +43,8 @@ __all__ = [
     "recipe_for",
     "recipe_name_for",
     "resume",
+    "resume_conflicts",
+    "saved_settings",
     "train",
     "with_classes",
 ]

@@ -1,7 +1,8 @@
 """Training recipes: the optimiser, schedule and data settings of the official configs, as data.
 
 One frozen ``TrainRecipe`` per preset (``recipe_for(name)``), transcribed from the official
-``configs/Spike2Former/*`` files; a run overrides single fields with ``recipe.replace(...)``.
+``configs/Spike2Former/*`` files; a run overrides single fields with ``recipe.replace(...)``,
+and ``recipe.with_iters(n)`` fits the whole schedule (warm-up, poly end) to a longer or shorter run.
 What every official config shares (architecture.md §6.4): AdamW with lr 1e-3, betas (0.9, 0.999),
 weight decay 0.005; parameters whose name contains ``backbone`` at lr × 0.1; no weight decay on
 ``query_embed``, ``query_feat`` and ``level_embed``; gradients clipped to a global L2 norm of
@@ -16,6 +17,7 @@ official runs used 8 GPUs (``official_processes``), so their total batch is 8 ×
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,27 +85,30 @@ class TrainRecipe:
         return cls(**values)
 
     def overridden(self, **changes: Any) -> TrainRecipe:
-        """``changes`` applied as the command line applies its options: an explicit ``lr`` is
-        used as given (no batch scaling), ``clip_grad=0`` turns clipping off, and ``iters``
-        moves the poly end in proportion (``with_iters``) unless ``poly_end`` is given too."""
+        """``changes`` applied as the command line applies its options: ``iters`` rescales the
+        schedule (``with_iters``) and the other changes apply on top of that, so an explicit
+        ``warmup_iters`` or ``poly_end`` is kept as given; an explicit ``lr`` is used as given
+        (no batch scaling), and ``clip_grad=0`` turns clipping off."""
         changes = dict(changes)
         if changes.get("clip_grad") == 0:
             changes["clip_grad"] = None
         if "lr" in changes:
             changes["lr_base_batch"] = None
-        recipe = self
-        if "warmup_iters" in changes:
-            recipe = recipe.replace(warmup_iters=changes.pop("warmup_iters"))
-        if "iters" in changes:
-            recipe = recipe.with_iters(changes.pop("iters"))
+        recipe = self.with_iters(changes.pop("iters")) if "iters" in changes else self
         return recipe.replace(**changes)
 
     def with_iters(self, iters: int) -> TrainRecipe:
-        """The recipe for ``iters`` iterations, the poly decay stretched or shrunk alike (its end
-        moves in proportion, so a schedule that ends with training still does, and Cityscapes'
-        still stops at the same fraction of its decay)."""
-        poly_end = max(round(self.poly_end * iters / self.iters), 1)
-        return self.replace(iters=iters, poly_end=poly_end)
+        """The recipe for ``iters`` iterations, its schedule stretched or shrunk alike: the
+        warm-up and the poly decay's end move in proportion, so ``iters == self.iters`` leaves
+        the recipe as it is, a schedule that ends with training still does, Cityscapes' still
+        stops at the same fraction of its decay, and a short run warms up for the same fraction
+        of it."""
+        scale = iters / self.iters
+        poly_end = max(round(self.poly_end * scale), 1)
+        # Rounding can bring a scaled warm-up level with the end of training or of the decay
+        # (60 warm-up iterations of 100, scaled to 1 of 1); it has to stop short of both.
+        warmup_iters = min(round(self.warmup_iters * scale), iters - 1, poly_end - 1)
+        return self.replace(iters=iters, poly_end=poly_end, warmup_iters=warmup_iters)
 
     def scaled_lr(self, total_batch: int) -> float:
         """The base learning rate for ``total_batch`` images per step (all processes)."""
@@ -112,8 +117,25 @@ class TrainRecipe:
         return self.lr * total_batch / self.lr_base_batch
 
 
+class RecipeError(ValueError):
+    """A recipe that cannot run. The message names the fields at fault with their values
+    (``warmup_iters=50``); ``describe`` writes it with other names for them, such as a command
+    line's options."""
+
+    def __init__(self, template: str, **fields: object) -> None:
+        self.template = template
+        self.fields = fields
+        super().__init__(self.describe(lambda name, value: f"{name}={value!r}"))
+
+    def describe(self, spell: Callable[[str, object], str]) -> str:
+        """The message with each field at fault written as ``spell(name, value)``."""
+        return self.template.format(
+            **{name: spell(name, value) for name, value in self.fields.items()}
+        )
+
+
 def validate(recipe: TrainRecipe) -> None:
-    """Reject recipes that cannot run, saying which field is wrong."""
+    """Raise ``RecipeError`` for a recipe that cannot run, naming the fields at fault."""
     positive = {
         "lr": recipe.lr,
         "iters": recipe.iters,
@@ -124,24 +146,40 @@ def validate(recipe: TrainRecipe) -> None:
     }
     for name, value in positive.items():
         if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-    if recipe.warmup_iters < 0 or recipe.weight_decay < 0 or recipe.min_lr < 0:
-        raise ValueError("warmup_iters, weight_decay and min_lr must not be negative")
+            raise RecipeError(f"{{{name}}} must be positive", **{name: value})
+    for name, value in {
+        "warmup_iters": recipe.warmup_iters,
+        "weight_decay": recipe.weight_decay,
+        "min_lr": recipe.min_lr,
+    }.items():
+        if value < 0:
+            raise RecipeError(f"{{{name}}} must not be negative", **{name: value})
     if not 0.0 <= recipe.warmup_factor <= 1.0:
-        raise ValueError(f"warmup_factor must be in [0, 1], got {recipe.warmup_factor}")
+        raise RecipeError("{warmup_factor} must be in [0, 1]", warmup_factor=recipe.warmup_factor)
+    if recipe.warmup_iters >= recipe.iters:
+        raise RecipeError(
+            "{warmup_iters} must be less than {iters}: the warm-up has to end before training "
+            "does; shorten the warm-up or train longer",
+            warmup_iters=recipe.warmup_iters,
+            iters=recipe.iters,
+        )
     if recipe.poly_end <= recipe.warmup_iters:
-        raise ValueError(
-            f"poly_end ({recipe.poly_end}) must come after the warm-up ({recipe.warmup_iters}); "
-            "shorten the warm-up (warmup_iters) or end the decay later (poly_end)"
+        raise RecipeError(
+            "{poly_end} must come after the warm-up, {warmup_iters}; end the decay later or "
+            "shorten the warm-up",
+            poly_end=recipe.poly_end,
+            warmup_iters=recipe.warmup_iters,
         )
     if recipe.clip_grad is not None and recipe.clip_grad <= 0:
-        raise ValueError(f"clip_grad must be positive or None, got {recipe.clip_grad}")
+        raise RecipeError("{clip_grad} must be positive or None", clip_grad=recipe.clip_grad)
     if len(recipe.crop_size) != 2 or min(recipe.crop_size) <= 0:
-        raise ValueError(f"crop_size must be (height, width), got {recipe.crop_size}")
+        raise RecipeError("{crop_size} must be (height, width)", crop_size=recipe.crop_size)
     if recipe.pipeline not in PIPELINES:
-        raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {recipe.pipeline!r}")
+        raise RecipeError(
+            f"{{pipeline}} must be one of {', '.join(PIPELINES)}", pipeline=recipe.pipeline
+        )
     if recipe.lr_base_batch is not None and recipe.lr_base_batch <= 0:
-        raise ValueError(f"lr_base_batch must be positive, got {recipe.lr_base_batch}")
+        raise RecipeError("{lr_base_batch} must be positive", lr_base_batch=recipe.lr_base_batch)
 
 
 _ADE20K = TrainRecipe()

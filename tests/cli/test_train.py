@@ -91,12 +91,33 @@ def test_a_short_run_and_its_folder(files: dict[str, Path], tmp_path: Path) -> N
         (["--preset", "tiny"], "--data DIR and --format FORMAT are required"),
         (["--preset", "tiny", "--format", "folder", "--crop-size", "big"], "--crop-size takes"),
         (["--preset", "tiny", "--format", "folder", "--recipe", "fast"], "no training recipe"),
+        (
+            ["--preset", "tiny", "--format", "folder", "--iters", "20", "--warmup-iters", "20"],
+            "--warmup-iters 20 must be less than --iters 20",
+        ),
+        (
+            ["--preset", "tiny", "--format", "folder", "--warmup-iters", "5", "--poly-end", "5"],
+            "--poly-end 5 must come after the warm-up, --warmup-iters 5",
+        ),
     ],
 )
 def test_usage_errors(files: dict[str, Path], args: list[str], fragment: str) -> None:
     needs_data = "--preset" in args and "--format" in args
     extra = ["--data", str(files["data"])] if needs_data else []
     one_error(train(*args, *extra, "--out", str(Path("/nonexistent/never"))), 2, fragment)
+
+
+def test_a_short_preset_run_scales_its_warm_up(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = train(
+        "--preset", "tiny", "--data", files["data"], "--format", "folder", "--iters", "20",
+        "--batch-size", "1", "--crop-size", "32", "--pipeline", "random_crop",
+        "--val-split", "none", "--workers", "0", "--threads", "1", "--out", out, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((out / "config.json").read_text())["job"]["recipe"]
+    # tiny's 100 of 4,000 warm-up iterations, in proportion: 0.5 of 20, rounded to 0
+    assert (recipe["iters"], recipe["warmup_iters"], recipe["poly_end"]) == (20, 0, 20)
 
 
 def test_missing_data_folder(tmp_path: Path) -> None:
@@ -127,8 +148,61 @@ def test_resume_errors(files: dict[str, Path], tmp_path: Path) -> None:
     one_error(
         train("--resume", "--out", tmp_path / "empty", "--iters", "9", "--lr", "1"),
         2,
-        "leave out --iters, --lr",
+        "has no checkpoint to resume",
     )
+
+
+@pytest.fixture(scope="module")
+def finished_run(
+    files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, list[str]]:
+    """The folder and the arguments of a finished two-iteration run started with ``--seed 3``."""
+    out = tmp_path_factory.mktemp("resume") / "run"
+    args = quick_args(files["model"], files["data"], out, 2, 2, "--seed", "3")[1:]
+    result = train(*args)
+    assert result.exit_code == 0, result.output
+    return str(out), args
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        None,  # the command that started the run: every option as it was
+        ["--seed", "3"],  # a run setting, given with the run's value
+        ["--threads", "1", "--workers", "0", "--device", "cpu", "--offline", "-q"],  # how to run
+    ],
+)
+def test_resume_accepts_the_run_s_settings(
+    finished_run: tuple[str, list[str]], extra: list[str] | None
+) -> None:
+    out, started = finished_run
+    args = [*started, "--resume"] if extra is None else ["--resume", "--out", out, *extra]
+    result = train(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--seed", "0"],  # the default value, but given
+            "saved settings: --seed 0 conflicts with the run's 3; leave it out, or start a new run",
+        ),
+        (
+            ["--seed", "1", "--lr", "0.5", "--crop-size", "64"],
+            "saved settings: --crop-size 64x64 conflicts with the run's 32x32, --lr 0.5 conflicts "
+            "with the run's 0.001, --seed 1 conflicts with the run's 3; leave them out",
+        ),
+        (["--amp"], "--amp conflicts with the run (started without it); leave it out"),
+        (["--val-split", "none"], "--val-split none conflicts with the run's val"),
+    ],
+)
+def test_resume_refuses_conflicting_options_naming_them(
+    finished_run: tuple[str, list[str]], extra: list[str], message: str
+) -> None:
+    out, _ = finished_run
+    one_error(train("--resume", "--out", out, *extra), 2, message)
 
 
 def test_missing_backbone_file(files: dict[str, Path], tmp_path: Path) -> None:
@@ -158,4 +232,5 @@ def test_conventional_runs_train_real_valued_neurons_and_keep_them(
     resumed = train("--resume", "--out", out, "-q")
     assert resumed.exit_code == 0, resumed.output
     assert load_model(out / "weights" / "last.safetensors").config.spiking is False
-    one_error(train("--resume", "--out", out, "--conventional"), 2, "leave out --conventional")
+    again = train("--resume", "--out", out, "--conventional", "-q")  # as the run was started
+    assert again.exit_code == 0, again.output

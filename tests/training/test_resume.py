@@ -54,7 +54,8 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tmp_path: Path) 
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed_run / "checkpoint" / f"iter_{ITERS:08d}.safetensors").exists()
 
-    resumed = run_cli(["train", "--resume", "--out", str(killed_run), "--threads", "1", "-q"])
+    # the command that started the run, with --resume: its own settings are accepted
+    resumed = run_cli([*quick_args(model, data, killed_run, iters=ITERS), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == str(killed_run)
     _, errors = full.communicate(timeout=120)
