@@ -114,11 +114,13 @@ def segment(
     name: Annotated[str, typer.Option(help="Run folder name (predict, predict2, ...).")] = (
         "predict"
     ),
-    exist_ok: Annotated[bool, typer.Option(help="Reuse PROJECT/NAME if it exists.")] = False,
+    exist_ok: Annotated[
+        bool, typer.Option(help="Reuse PROJECT/NAME if it exists; replace an existing -o FILE.")
+    ] = False,
     save: Annotated[
         str,
         typer.Option(
-            help=f"Comma-separated outputs: {', '.join(OUTPUT_KINDS)} (videos: mask and overlay)."
+            help=f"Comma-separated outputs: {', '.join(OUTPUT_KINDS)} (videos: all but logits)."
         ),
     ] = "mask,overlay",
     opacity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
@@ -164,6 +166,9 @@ def segment(
         if to_stdout and json_lines:
             raise fail("--json and -o - both write to stdout; choose one", EXIT_USAGE)
     _check_sharding(share, output, to_stdout or label_file is not None, all_items)
+    _check_kinds(all_items, kinds)
+    if label_file is not None and label_file.exists() and not exist_ok:
+        raise fail(f"{label_file}: exists; pass --exist-ok to replace it", EXIT_USAGE)
     if skip_existing and (output is None or to_stdout or label_file is not None) and not exist_ok:
         raise fail(
             "--skip-existing continues an earlier run: give its folder with -o FOLDER "
@@ -267,6 +272,19 @@ def _check_sharding(share: Shard, output: str | None, single: bool, items: list[
         raise fail("stdin (-) cannot be split between processes", EXIT_USAGE)
 
 
+def _check_kinds(items: list[Source], kinds: set[str]) -> None:
+    """Refuse outputs that some input cannot have (before anything is computed)."""
+    video_kinds = {"mask", "overlay", "json"}
+    video = next((s for s in items if s.kind == "video"), None)
+    if video is not None and not kinds <= video_kinds:
+        extra = ", ".join(sorted(kinds - video_kinds))
+        raise fail(
+            f"{video.label}: videos get mask, overlay and json outputs, not {extra}; "
+            "segment the videos in a run of their own",
+            EXIT_USAGE,
+        )
+
+
 def _expand(arguments: list[str], recursive: bool, from_list: str | None) -> list[Source]:
     lines: list[str] = []
     if from_list == "-":
@@ -296,6 +314,8 @@ def _label_file(output: str | None, items: list[Source]) -> Path | None:
         return None
     if path.suffix.lower() != ".png":
         raise fail(f"{path}: label maps are written as PNG; use a .png name", EXIT_USAGE)
+    if path.is_dir():
+        raise fail(f"{path}: is a folder; -o NAME.png names a file to write", EXIT_USAGE)
     if any(s.path is not None and s.path.resolve() == path.resolve() for s in items):
         raise fail(f"{path}: the output would overwrite an input", EXIT_USAGE)
     return path
@@ -410,7 +430,8 @@ def _report(
     failed = sum(r.status != "ok" for r in records)
     of_share = f" of share {share.index}/{share.count}" if share.count > 1 and not merged else ""
     if records and failed == len(records):
-        stderr.print(f"No results: all {failed} inputs{of_share} failed", highlight=False)
+        which = "the input" if failed == 1 else f"all {failed} inputs"
+        stderr.print(f"No results: {which}{of_share} failed", highlight=False)
         return
     speed = stage_speeds(records)
     stderr.print(

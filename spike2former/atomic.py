@@ -42,6 +42,35 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[str], object
     return target
 
 
+def write_together(files: list[tuple[Path, bytes]]) -> None:
+    """Write several files so that all of them appear or none does: each goes to a temporary
+    name first, the renames start only once every temporary is complete, and a failed rename
+    removes the files renamed before it."""
+    written: list[tuple[str, Path]] = []
+    current = files[0][0] if files else Path()
+    try:
+        for current, data in files:
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(**temporary_name(current))
+            written.append((tmp, current))
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        for done, (tmp, current) in enumerate(written):
+            try:
+                os.replace(tmp, current)
+            except OSError:
+                for _, renamed in written[:done]:  # back out: none rather than some
+                    renamed.unlink(missing_ok=True)
+                raise
+    except OSError as exc:
+        raise OutputError(f"{current}: cannot write the file ({exc})") from None
+    finally:
+        for tmp, _ in written:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 # What ``temporary_name`` gives: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp[.SUFFIX]``.
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..atomic import remove_leftovers
+from ..atomic import remove_leftovers, write_together
 from ..errors import S2FError
 from .outputs import FrameFolder, VideoOutput, encode_image, label_png, overlay, write_bytes
 from .predictor import Prediction, Predictor
@@ -69,7 +70,7 @@ def output_paths(
     folder), in the order of ``Record.files``."""
     base = out_dir / source.stem
     if source.kind == "video":
-        named = [("overlay", "_overlay.mp4"), ("mask", "")]
+        named = [("overlay", "_overlay.mp4"), ("mask", ""), ("json", ".json")]
     else:
         named = [*_IMAGE_SUFFIXES.items(), ("json", ".json")]
     return {kind: base.with_name(base.name + suffix) for kind, suffix in named if kind in kinds}
@@ -235,24 +236,21 @@ class SegmentJob:
             "logits": lambda: _npy(prediction),
             "json": lambda: json.dumps(record.as_dict(), indent=2).encode(),
         }
-        targets: dict[str, Path | BinaryIO]
         if self.label_target is None:
             assert self.out_dir is not None
             targets = dict(output_paths(self.out_dir, source, self.options.kinds))
-        else:
+        elif isinstance(self.label_target, Path):
             # The label map goes where -o says; other results of a file target beside it.
             target = self.label_target
+            beside = Source(source.kind, None, target.stem)
             targets = {"mask": target}
-            if isinstance(target, Path):
-                beside = Source(source.kind, None, target.stem)
-                others = output_paths(target.parent, beside, self.options.kinds - {"mask"})
-                targets.update(others)
-        futures = []
-        for kind, target in targets.items():  # json last: it lists the other files
-            if isinstance(target, Path):
-                record.files.append(str(target))
-            futures.append(self._pool.submit(_emit, target, encoders[kind]))
-        return futures
+            targets.update(output_paths(target.parent, beside, self.options.kinds - {"mask"}))
+        else:
+            stream = self.label_target
+            return [self._pool.submit(_to_stream, stream, encoders["mask"])]
+        record.files = [str(path) for path in targets.values()]
+        # json last: it lists the other files
+        return [self._pool.submit(_write_all, [(p, encoders[k]) for k, p in targets.items()])]
 
     def _legend(self, prediction: Prediction) -> list[tuple[str, tuple[int, int, int]]]:
         names, palette = self.predictor.class_names, self.predictor.palette
@@ -348,7 +346,25 @@ class SegmentJob:
             }
         else:
             record.status, record.message = "error", f"{source.label}: no frames decoded"
+        if "json" in self.options.kinds and record.status == "ok":
+            self._write_video_record(record, base.with_name(base.name + ".json"))
         return record
+
+    def _write_video_record(self, record: Record, path: Path) -> None:
+        """The record as ``NAME.json`` beside the video's other results; if it cannot be
+        written, those go too (an input's results are all there or none)."""
+        written = [Path(f) for f in record.files]
+        record.files.append(str(path))
+        try:
+            write_bytes(path, json.dumps(record.as_dict(), indent=2).encode())
+        except S2FError as exc:
+            for output in written:
+                if output.is_dir():
+                    shutil.rmtree(output, ignore_errors=True)
+                else:
+                    output.unlink(missing_ok=True)
+            record.status, record.message = "error", f"{record.path}: cannot write results ({exc})"
+            record.files = []
 
 
 def _chunks(sources: Sequence[Source], done: Mapping[str, Record]) -> Iterator[list[Source]]:
@@ -382,12 +398,14 @@ def _settle(record: Record, futures: list[Future]) -> Record:
     return record
 
 
-def _emit(target: Path | BinaryIO, encode: Callable[[], bytes]) -> None:
-    if isinstance(target, Path):
-        write_bytes(target, encode())
-    else:
-        target.write(encode())
-        target.flush()
+def _write_all(targets: list[tuple[Path, Callable[[], bytes]]]) -> None:
+    """Encode an input's results, then write them all or none."""
+    write_together([(path, encode()) for path, encode in targets])
+
+
+def _to_stream(stream: BinaryIO, encode: Callable[[], bytes]) -> None:
+    stream.write(encode())
+    stream.flush()
 
 
 def _npy(prediction: Prediction) -> bytes:

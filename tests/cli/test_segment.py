@@ -595,12 +595,12 @@ def test_interrupted_run_keeps_only_complete_files(
 
     monkeypatch.setattr(Predictor, "predict", interrupted)
     out = tmp_path / "out"
-    kinds = ("--save", "mask,overlay,json,logits")
+    kinds = ("--save", "mask,overlay,json")
 
     result = segment(inputs, "-m", model, *NATIVE, "-o", out, *kinds)
     assert result.exit_code == 130, result.output
     assert errors(result)[-1].startswith("error: interrupted")
-    assert listing(out) == ["a.json", "a.png", "a_logits.npy", "a_overlay.jpg", "summary.json"]
+    assert listing(out) == ["a.json", "a.png", "a_overlay.jpg", "summary.json"]
     assert_complete(out)
     run = summary(out)
     assert run["interrupted"] is True
@@ -705,3 +705,50 @@ def test_speed_line_keeps_compiling_passes_apart() -> None:
     ]
     speed = stage_speeds(records)
     assert speed == {"compile": 10000.0, "preprocess": 4.0, "inference": 50.0, "postprocess": 3.0}
+
+
+def test_o_naming_a_folder_or_an_existing_file(model: Path, inputs: Path, tmp_path: Path) -> None:
+    image = inputs / "a.jpg"
+    (tmp_path / "d.png").mkdir()
+    assert_one_error_line(segment(image, "-m", model, "-o", "d.png"), 2, "is a folder")
+    assert listing(tmp_path / "d.png") == []
+    assert not list(tmp_path.glob("d_*"))
+
+    existing = tmp_path / "notes.png"
+    existing.write_bytes(b"the user's own file")
+    refused = segment(image, "-m", model, *NATIVE, "-o", existing)
+    assert_one_error_line(refused, 2, "exists; pass --exist-ok")
+    assert existing.read_bytes() == b"the user's own file"
+    replaced = segment(image, "-m", model, *NATIVE, "-o", existing, "--exist-ok", "-q")
+    assert replaced.exit_code == 0, replaced.output
+    assert np.array_equal(png_array(existing), labels_of(model, image))
+
+
+def test_video_outputs_are_checked_up_front(model: Path, inputs: Path, tmp_path: Path) -> None:
+    write_video(inputs / "clip.mp4", frames=3)
+    out = tmp_path / "out"
+    refused = segment(inputs, "-m", model, *NATIVE, "-o", out, "--save", "mask,logits")
+    assert_one_error_line(refused, 2, "clip.mp4: videos get mask, overlay and json outputs")
+    assert not out.exists()
+    result = segment(inputs, "-m", model, *NATIVE, "-o", out, "--save", "mask,json", "-q")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "clip.json").read_text())
+    assert record["frames"] == 3 and record["files"][-1] == str(out / "clip.json")
+    assert record == next(r for r in summary(out)["records"] if r["path"].endswith("clip.mp4"))
+    assert_complete(out)
+
+
+def test_an_input_s_results_are_all_written_or_none(
+    model: Path, inputs: Path, tmp_path: Path
+) -> None:
+    """The overlay's name is taken by a folder: the label map is not left alone either, the
+    input is a failed record, and the closing lines say what happened."""
+    out = tmp_path / "out"
+    (out / "a_overlay.jpg").mkdir(parents=True)
+    result = segment(inputs / "a.jpg", "-m", model, *NATIVE, "-o", out)
+    assert result.exit_code == 3
+    assert listing(out) == ["a_overlay.jpg", "summary.json"]
+    assert summary(out)["records"][0]["status"] == "error"
+    assert "cannot write" in errors(result)[0]
+    assert lines(result.stderr)[-1] == "No results: the input failed"
+    assert result.stdout == ""
