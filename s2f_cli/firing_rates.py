@@ -1,4 +1,9 @@
-"""``s2f firing-rates``: per-layer firing rates and energy estimates of a model over images."""
+"""``s2f firing-rates``: per-layer firing rates and energy estimates of a model over images.
+
+Under ``torchrun`` (or any launcher that sets ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+``MASTER_PORT``) each process measures every ``WORLD_SIZE``-th input and rank 0 reports the whole
+run, merged in input order: the same report as one process.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ from spike2former.atomic import write_atomically
 from spike2former.firing.energy import EnergyReport
 from spike2former.firing.monitor import LayerFiring, by_part, pooled
 from spike2former.firing.plot import firing_rate_chart
-from spike2former.firing.run import FiringRun, ImageRecord
+from spike2former.firing.records import ImageRecord
+from spike2former.firing.run import FiringRun
+from spike2former.inference.sharding import Shard, ShardError, shard_from_environment, shard_threads
 from spike2former.inference.sources import (
     ImageReadError,
     InputError,
@@ -30,6 +37,8 @@ from spike2former.inference.sources import (
     expand_sources,
     read_image,
 )
+from spike2former.training import init_distributed
+from spike2former.training.distributed import DistributedContext, DistributedError, shutdown
 from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
@@ -98,7 +107,8 @@ def firing_rates(
     ] = "all",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
-    """Per-layer firing rates (and energy) of a model, each image a separate forward."""
+    """Per-layer firing rates (and energy) of a model, each image a separate forward; under
+    torchrun, spread over the processes."""
     silence_opencv()
     if output_format not in FORMATS:
         raise fail(f"--format takes one of {', '.join(FORMATS)}", EXIT_USAGE)
@@ -106,10 +116,91 @@ def firing_rates(
         raise fail("--stages takes all or last", EXIT_USAGE)
     if plot is not None and plot.suffix.lower() != ".png":
         raise fail(f"{plot}: the plot is a PNG; use a .png name", EXIT_USAGE)
+    launch = _launch()
     items = _expand(sources or [], recursive)
     _refuse_overwriting_inputs(items, [p for p in (output, plot) if p is not None])
     if output is not None and plot is not None and output.resolve() == plot.resolve():
         raise fail("-o and --plot name the same file", EXIT_USAGE)
+    mine, limit = _share(items, limit, launch)
+    context = _join(device, launch)
+    try:
+        if launch is not None:
+            device, threads = str(context.device), shard_threads(threads, launch)
+        # the other processes print only the errors of their own inputs
+        quiet = quiet or not context.is_main
+        run = _start(model, offline, device, precision, threads, imgsz, stages, energy, quiet)
+        if _measure(run, mine, limit, quiet):
+            raise fail("interrupted; nothing was written", 130)
+        run.gather(context)
+    finally:
+        shutdown(context)
+    if not context.is_main:
+        return
+    failed = len(run.records) - run.measured
+    if run.measured:
+        with reported_errors():
+            _write_outputs(run, model, output_format, output, plot)
+    if not quiet:
+        summary = f"{run.measured} image(s) measured"
+        if failed:
+            summary += f"; {failed} of {len(run.records)} inputs failed"
+        stderr.print(summary, highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _launch() -> Shard | None:
+    """The share ``RANK``/``WORLD_SIZE`` give this process, if a launcher set them."""
+    try:
+        return shard_from_environment()
+    except ShardError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+
+
+def _share(
+    items: list[Source], limit: int | None, launch: Shard | None
+) -> tuple[list[tuple[int, Source]], int | None]:
+    """This process's inputs with their positions in the job, and the limit left to apply to
+    them (a limit over several processes is applied to the inputs here)."""
+    numbered = list(enumerate(items))
+    if launch is None or launch.count == 1:
+        return numbered, limit
+    if any(source.kind == "stdin" for source in items):
+        raise fail("stdin (-) cannot be split between processes: give files", EXIT_USAGE)
+    if limit is not None:
+        if any(source.kind == "video" for source in items):
+            raise fail(
+                "--limit counts video frames, which cannot be split between processes: "
+                "give images only, or run one process",
+                EXIT_USAGE,
+            )
+        numbered = numbered[:limit]
+    return launch.take(numbered), None
+
+
+def _join(device: str, launch: Shard | None) -> DistributedContext:
+    """The process group the launcher describes (one process when none)."""
+    if launch is None:
+        return DistributedContext()
+    with reported_errors():
+        try:
+            return init_distributed(device)
+        except DistributedError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+
+
+def _start(
+    model: str,
+    offline: bool,
+    device: str,
+    precision: str,
+    threads: int,
+    imgsz: int | None,
+    stages: str,
+    energy: bool,
+    quiet: bool,
+) -> FiringRun:
+    """Load the model into a ``FiringRun`` and print its warnings."""
     network = load_for_inference(model, offline, device, precision, threads)
     with reported_errors():
         run = FiringRun(
@@ -128,20 +219,7 @@ def firing_rates(
             "are activations x D, not spikes, and its energy is the conventional column",
             highlight=False,
         )
-
-    if _measure(run, items, limit, quiet):
-        raise fail("interrupted; nothing was written", 130)
-    failed = len(run.records) - run.measured
-    if run.measured:
-        with reported_errors():
-            _write_outputs(run, model, output_format, output, plot)
-    if not quiet:
-        summary = f"{run.measured} image(s) measured"
-        if failed:
-            summary += f"; {failed} of {len(run.records)} inputs failed"
-        stderr.print(summary, highlight=False)
-    if failed:
-        raise typer.Exit(EXIT_PARTIAL)
+    return run
 
 
 def _expand(arguments: list[str], recursive: bool) -> list[Source]:
@@ -161,20 +239,22 @@ def _refuse_overwriting_inputs(items: list[Source], targets: list[Path]) -> None
             raise fail(f"{target}: the output would overwrite an input", EXIT_USAGE)
 
 
-def _images(items: list[Source]) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """``(label, RGB image, None)`` per image or video frame, ``(label, None, message)`` per
-    input that cannot be read."""
-    for source in items:
+def _images(
+    items: list[tuple[int, Source]],
+) -> Iterator[tuple[int, str, np.ndarray | None, str | None]]:
+    """``(input position, label, RGB image, None)`` per image or video frame, ``(input
+    position, label, None, message)`` per input that cannot be read."""
+    for position, source in items:
         if source.kind == "video":
             assert source.path is not None
             try:
                 reader = VideoReader(source.path)
             except ImageReadError as exc:
-                yield source.label, None, str(exc)
+                yield position, source.label, None, str(exc)
                 continue
             try:
                 for index, frame in reader.frames():
-                    yield f"{source.label}#{index}", frame, None
+                    yield position, f"{source.label}#{index}", frame, None
             finally:
                 reader.close()
             continue
@@ -185,12 +265,14 @@ def _images(items: list[Source]) -> Iterator[tuple[str, np.ndarray | None, str |
                 assert source.path is not None
                 image = read_image(source.path)
         except ImageReadError as exc:
-            yield source.label, None, str(exc)
+            yield position, source.label, None, str(exc)
             continue
-        yield source.label, image, None
+        yield position, source.label, image, None
 
 
-def _measure(run: FiringRun, items: list[Source], limit: int | None, quiet: bool) -> bool:
+def _measure(
+    run: FiringRun, items: list[tuple[int, Source]], limit: int | None, quiet: bool
+) -> bool:
     """Measure every input (up to ``limit``); returns whether Ctrl-C stopped the run."""
     live = not quiet and stderr.is_terminal
     progress = Progress(
@@ -206,14 +288,14 @@ def _measure(run: FiringRun, items: list[Source], limit: int | None, quiet: bool
     task = progress.add_task("measuring", total=total or len(items))
     with progress:
         try:
-            for count, (label, image, error) in enumerate(_images(items)):
+            for count, (position, label, image, error) in enumerate(_images(items)):
                 if limit is not None and count >= limit:
                     break
                 if image is None:
-                    run.fail(label, error or "unreadable")
+                    run.fail(label, error or "unreadable", position)
                     stderr.print(f"[bold red]error:[/] {escape(error or label)}", highlight=False)
                 else:
-                    record = run.measure(image, label)
+                    record = run.measure(image, label, position)
                     if not quiet and not live:
                         stderr.print(_one_line(record), highlight=False, markup=False)
                 progress.advance(task)

@@ -5,7 +5,8 @@
   energy of the same network run conventionally; ``ACCOUNTING`` holds every counting decision.
 - ``spike_train_mode``: run a model on real binary spike trains (D virtual time steps).
 - ``run.FiringRun``: all of it over a set of images (``s2f firing-rates``; imported from its
-  module, as it brings in the image preprocessing).
+  module, as it brings in the image preprocessing); ``totals`` and ``shares``: its exact sums, and
+  one run split over processes and merged back.
 """
 
 from .energy import ACCOUNTING, EnergyConstants, EnergyMeter, EnergyReport

@@ -10,6 +10,9 @@ in the official code, where the head always computes all seven stages even at in
 the definition of the official firing table (the mask-embedding neurons see the stacked seven
 stages). ``all_stages=False`` measures the s2f inference path instead, which embeds only the last
 stage; only the mask-embedding neurons and the mask-embedding energy change.
+
+Each image is measured alone and added to the run's ``FiringTotals`` (exact sums), so a run can be
+split over processes (``gather``, see ``shares``) and still report what one process would.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import csv
 import io
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -28,8 +31,12 @@ import torch
 from ..inference.devices import PRECISIONS, resolve_device, resolve_precision
 from ..inference.preprocess import normalize, resize_image
 from ..modeling.spike2former import Spike2Former
+from ..training.distributed import DistributedContext
 from .energy import EnergyConstants, EnergyMeter, EnergyReport, accounting_table
 from .monitor import FiringRateMonitor, LayerFiring, by_part, pooled
+from .records import ImageRecord
+from .shares import RunShare, gather_share
+from .totals import FiringTotals
 
 DEFINITIONS = {
     "D": "virtual time steps of the layer: its neurons emit an integer count k in [0, D] as k "
@@ -81,25 +88,6 @@ CSV_COLUMNS = (
 )
 
 
-@dataclass
-class ImageRecord:
-    """One input: its status and, when measured, its own totals."""
-
-    path: str
-    status: str = "ok"
-    message: str = ""
-    size: list[int] | None = None
-    network_size: list[int] | None = None
-    spikes: int | None = None
-    outputs: int | None = None
-    energy_mj: float | None = None
-    conventional_mj: float | None = None
-    time_ms: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
-
-
 class FiringRun:
     """Measures firing rates (and energy) image by image; see the module docstring.
 
@@ -129,6 +117,7 @@ class FiringRun:
         self.monitor = FiringRateMonitor(self.network)
         self.meter = EnergyMeter(self.network, constants) if energy else None
         self.records: list[ImageRecord] = []
+        self.totals = FiringTotals()
 
     @property
     def precision(self) -> str:
@@ -143,52 +132,72 @@ class FiringRun:
             )
         return "last decoder stage only (the s2f inference path)"
 
-    def measure(self, image: np.ndarray, label: str) -> ImageRecord:
-        """Run one ``HxWx3`` uint8 RGB image; its statistics join the run's totals."""
+    def measure(self, image: np.ndarray, label: str, input_index: int | None = None) -> ImageRecord:
+        """Run one ``HxWx3`` uint8 RGB image; its statistics join the run's totals.
+
+        ``input_index``: the position of the image's input in the job (default: a new input
+        after the last one), by which ``gather`` orders the records of several processes.
+        """
         start = time.perf_counter()
         resized = resize_image(image, self.imgsz)
         batch = normalize(resized, self.dtype)[None].to(self.device)
-        before = self._totals()
+        self.monitor.reset()
+        if self.meter is not None:
+            self.meter.reset()
         with ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             stack.enter_context(self.monitor)
             if self.meter is not None:
                 stack.enter_context(self.meter)
             self.network(batch, return_aux=self.all_stages)
-        after = self._totals()
+        layers = self.monitor.records()
+        energy = self.meter.report() if self.meter is not None else None
+        self.totals.add(layers, energy)
+        firing = pooled("image", layers)
         record = ImageRecord(
             path=label,
             size=[int(image.shape[0]), int(image.shape[1])],
             network_size=[int(resized.shape[0]), int(resized.shape[1])],
-            spikes=after[0] - before[0],
-            outputs=after[1] - before[1],
+            spikes=firing.spikes,
+            outputs=firing.outputs,
             time_ms=1000 * (time.perf_counter() - start),
+            input_index=self._input_index(input_index),
         )
-        if self.meter is not None:
-            record.energy_mj = after[2] - before[2]
-            record.conventional_mj = after[3] - before[3]
+        if energy is not None:
+            total = energy.total()
+            record.energy_mj, record.conventional_mj = total.energy_mj, total.conventional_mj
         self.records.append(record)
         return record
 
-    def fail(self, label: str, message: str) -> ImageRecord:
+    def fail(self, label: str, message: str, input_index: int | None = None) -> ImageRecord:
         """Record an input that could not be read."""
-        record = ImageRecord(path=label, status="error", message=message)
+        record = ImageRecord(
+            path=label,
+            status="error",
+            message=message,
+            input_index=self._input_index(input_index),
+        )
         self.records.append(record)
         return record
 
-    def _totals(self) -> tuple[int, int, float, float]:
-        total = pooled("total", self.monitor.records())
-        if self.meter is None:
-            return total.spikes, total.outputs, 0.0, 0.0
-        report = self.meter.report()
-        energy = report.total()
-        images = max(report.images, 1)
-        return (
-            total.spikes,
-            total.outputs,
-            energy.energy_mj * images,
-            energy.conventional_mj * images,
-        )
+    def _input_index(self, given: int | None) -> int:
+        if given is not None:
+            return given
+        return self.records[-1].input_index + 1 if self.records else 0
+
+    # Processes ---------------------------------------------------------------------------------
+
+    def share(self) -> RunShare:
+        """This process's records and totals, to merge with the other processes'."""
+        return RunShare(list(self.records), self.totals)
+
+    def gather(self, context: DistributedContext) -> None:
+        """Under data parallelism, give rank 0 the whole run: every process's records and totals
+        merged in input order (``shares.merge_shares``: equal to one process's run). The other
+        processes keep their own share. Every process of the group must call it."""
+        merged = gather_share(self.share(), context)
+        if merged is not None:
+            self.records, self.totals = merged.records, merged.totals
 
     # Results -----------------------------------------------------------------------------------
 
@@ -197,10 +206,12 @@ class FiringRun:
         return sum(r.status == "ok" for r in self.records)
 
     def layers(self) -> list[LayerFiring]:
-        return self.monitor.records()
+        return self.totals.layer_records()
 
     def energy(self) -> EnergyReport | None:
-        return self.meter.report() if self.meter is not None else None
+        if self.meter is None:
+            return None
+        return self.totals.energy_report(self.meter.constants)
 
     def settings(self, model: str) -> dict[str, Any]:
         return {

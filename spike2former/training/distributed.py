@@ -63,6 +63,13 @@ def init_distributed(device: str = "auto") -> DistributedContext:
         raise DistributedError("device 'cuda' requested but CUDA is not available here")
     if not launched_by_torchrun():
         return DistributedContext(device=torch.device("cuda" if use_cuda else "cpu"))
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise DistributedError(
+            f"RANK and WORLD_SIZE are set but not {' and '.join(missing)}, so the processes "
+            "cannot join one process group to combine their results; launch with torchrun "
+            "(or srun with MASTER_ADDR and MASTER_PORT exported)"
+        )
     rank = int(os.environ["RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -122,6 +129,15 @@ def all_reduce_mean(values: list[float], context: DistributedContext) -> list[fl
 def barrier(context: DistributedContext) -> None:
     if context.distributed:
         dist.barrier()
+
+
+def gather_objects(value: object, context: DistributedContext) -> list[object] | None:
+    """Every process's ``value`` in rank order on rank 0; ``None`` on the other processes."""
+    if not context.distributed:
+        return [value]
+    gathered: list[object] | None = [None] * context.world_size if context.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
 
 
 def broadcast_object(value: object, context: DistributedContext) -> object:
