@@ -31,6 +31,15 @@ ImgszOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOption = Annotated[str, typer.Option(help="fp32, fp16, bf16 or fp64.")]
+MaxMemoryOption = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        metavar="GB",
+        help="Host memory one forward pass may take; larger inputs are refused with a line "
+        "saying so. 0: whatever is free.",
+    ),
+]
 ThreadsOption = Annotated[
     int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
 ]

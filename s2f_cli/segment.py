@@ -28,6 +28,7 @@ from spike2former.inference.journal import (
     stage_speeds,
     wait_for_shares,
 )
+from spike2former.inference.memory import DEFAULT_MAX_MEMORY, MemoryLimitError
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sharding import (
     Shard,
@@ -56,6 +57,7 @@ from .console import (
 from .inference_options import (
     DeviceOption,
     ImgszOption,
+    MaxMemoryOption,
     PrecisionOption,
     RecursiveOption,
     ThreadsOption,
@@ -89,6 +91,7 @@ def segment(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
+    max_memory: MaxMemoryOption = DEFAULT_MAX_MEMORY / 2**30,
     threads: ThreadsOption = 0,
     compile_network: Annotated[
         bool,
@@ -184,8 +187,18 @@ def segment(
     network = load_for_inference(model, offline, device, precision, threads)
     with reported_errors():
         predictor = Predictor(
-            network, device=device, precision=precision, imgsz=imgsz, compile=compile_network
+            network,
+            device=device,
+            precision=precision,
+            imgsz=imgsz,
+            compile=compile_network,
+            max_memory=max_memory * 2**30 or None,
         )
+    if predictor.imgsz > 0:
+        try:  # the smallest image that size makes: a square
+            predictor.check_fits(predictor.imgsz, predictor.imgsz)
+        except MemoryLimitError as exc:
+            raise fail(f"--imgsz {predictor.imgsz} does not fit: {exc}", EXIT_USAGE) from None
     if predictor.precision_note and not quiet:
         stderr.print(f"[yellow]warning:[/] {predictor.precision_note}", highlight=False)
     if compile_network and not quiet:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import remove_leftovers, write_together
 from ..errors import S2FError
+from .memory import MemoryLimitError
 from .outputs import FrameFolder, VideoOutput, encode_image, label_png, overlay, write_bytes
 from .predictor import Prediction, Predictor
 from .sources import ImageReadError, Source, VideoReader, decode_image, read_image
@@ -178,23 +179,36 @@ class SegmentJob:
             if i + 1 < len(batches):
                 decoding = self._pool.submit(self._decode_batch, batches[i + 1])
             good = [(source, image) for source, image, _ in decoded if image is not None]
-            images = [image for _, image in good]
-            predictions = self.predictor.predict(images, "logits" in self.options.kinds)
-            by_source = {id(s): p for (s, _), p in zip(good, predictions, strict=True)}
+            predictions = self._predict(good)
             pending: list[tuple[Record, list[Future]]] = []
             for source, image, error in decoded:
                 record = Record(path=source.label)
-                if error is not None:
-                    record.status, record.message = "error", error
+                prediction = predictions.get(id(source), error)
+                if not isinstance(prediction, Prediction):
+                    record.status, record.message = "error", str(prediction)
                     pending.append((record, []))
                     continue
-                prediction = by_source[id(source)]
                 self._describe(record, image, prediction)
                 pending.append(
                     (record, self._write_image_results(source, image, prediction, record))
                 )
             for record, futures in pending:
                 yield _settle(record, futures)
+
+    def _predict(self, batch: Sequence[tuple[Source, np.ndarray]]) -> dict[int, Prediction | str]:
+        """Predictions by ``id(source)``; when the batch does not fit in memory, one image at a
+        time, and an image that does not fit alone gets its one-line message instead."""
+        keep_scores = "logits" in self.options.kinds
+        try:
+            predictions = self.predictor.predict([image for _, image in batch], keep_scores)
+            return {id(s): p for (s, _), p in zip(batch, predictions, strict=True)}
+        except MemoryLimitError as exc:
+            if len(batch) == 1:
+                return {id(batch[0][0]): f"{batch[0][0].label}: {exc}"}
+        results: dict[int, Prediction | str] = {}
+        for item in batch:
+            results.update(self._predict([item]))
+        return results
 
     def _decode_batch(
         self, batch: Sequence[Source]
@@ -269,6 +283,12 @@ class SegmentJob:
             return record
         info = reader.info
         record.size = [info.height, info.width]
+        try:
+            batch_size = self._frames_per_pass(info.height, info.width)
+        except MemoryLimitError as exc:
+            reader.close()
+            record.status, record.message = "error", f"{source.label}: {exc}"
+            return record
         base = self.out_dir / source.stem
         video = frames_out = None
         counts = np.zeros(self.predictor.num_classes, dtype=np.int64)
@@ -290,7 +310,7 @@ class SegmentJob:
                 item = next(frames, None)
                 if item is not None:
                     batch.append(item)
-                if batch and (item is None or len(batch) == self.batch_size):
+                if batch and (item is None or len(batch) == batch_size):
                     predictions = self.predictor.predict([frame for _, frame in batch])
                     for (index, frame), prediction in zip(batch, predictions, strict=True):
                         counts += np.bincount(prediction.labels.ravel(), minlength=len(counts))
@@ -349,6 +369,18 @@ class SegmentJob:
         if "json" in self.options.kinds and record.status == "ok":
             self._write_video_record(record, base.with_name(base.name + ".json"))
         return record
+
+    def _frames_per_pass(self, height: int, width: int) -> int:
+        """The batch size, or 1 when that many frames do not fit in memory at once (raises
+        ``MemoryLimitError`` when one frame does not)."""
+        try:
+            self.predictor.check_fits(height, width, self.batch_size)
+            return self.batch_size
+        except MemoryLimitError:
+            if self.batch_size == 1:
+                raise
+        self.predictor.check_fits(height, width, 1)
+        return 1
 
     def _write_video_record(self, record: Record, path: Path) -> None:
         """The record as ``NAME.json`` beside the video's other results; if it cannot be

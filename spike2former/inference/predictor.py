@@ -20,7 +20,14 @@ from ..modeling.fusion import optimize_for_inference
 from ..modeling.spike2former import Spike2Former
 from .compiled import CompiledScores, SemanticScores
 from .devices import PRECISIONS, resolve_device, resolve_precision
-from .preprocess import normalize, resize_image
+from .memory import (
+    COARSE_BYTES_PER_PIXEL,
+    DEFAULT_MAX_MEMORY,
+    MemoryBudget,
+    MemoryLimitError,
+    network_peak_per_pixel,
+)
+from .preprocess import network_input_size, normalize, resize_image
 
 # Pixels interpolated at once where neighbouring source pixels disagree: bounds the memory.
 _PIXEL_CHUNK = 16384
@@ -61,6 +68,8 @@ class Predictor:
         compile: run through ``torch.compile`` (see ``compiled``): faster for inputs of one size,
             slow to start; falls back to eager execution where it cannot compile
             (``compile_note`` says so).
+        max_memory: bytes of host memory one forward pass may take (``None``: what the machine
+            has free); inputs that would need more are refused (``check_fits``).
     """
 
     def __init__(
@@ -71,6 +80,7 @@ class Predictor:
         imgsz: int | None = None,
         optimize: bool = True,
         compile: bool = False,
+        max_memory: float | None = DEFAULT_MAX_MEMORY,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype, self.precision_note = resolve_precision(self.device, precision)
@@ -78,7 +88,10 @@ class Predictor:
         network = optimize_for_inference(model) if optimize else copy.deepcopy(model).eval()
         self.model = network.to(device=self.device, dtype=self.dtype)
         scores = SemanticScores(self.model)
+        self._eager_scores = scores
         self._scores = CompiledScores(scores) if compile else scores
+        self._peak_per_pixel: float | None = None
+        self.max_memory = max_memory
         self.imgsz = config.test_size if imgsz is None else imgsz
         self.num_classes = config.head.num_classes
         self.class_names = config.class_names or tuple(
@@ -105,9 +118,47 @@ class Predictor:
         """The precision actually used (after any fallback)."""
         return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
 
+    def check_fits(self, height: int, width: int, count: int = 1) -> None:
+        """Raise ``MemoryLimitError`` when ``count`` images of ``height x width`` segmented in
+        one pass would need more memory than ``max_memory`` and the machine allow (see
+        ``inference.memory``)."""
+        net_h, net_w = network_input_size(height, width, self.imgsz)
+        budget = MemoryBudget.now(self.device, self.max_memory)
+        need = budget.need(COARSE_BYTES_PER_PIXEL, net_h * net_w * count, height * width * count)
+        if budget.allows(need):
+            return
+        if self._peak_per_pixel is None:
+            self._peak_per_pixel = network_peak_per_pixel(
+                self._eager_scores, self.dtype, self.device
+            )
+        need = budget.need(self._peak_per_pixel, net_h * net_w * count, height * width * count)
+        if budget.allows(need):
+            return
+        size = "its native size" if self.imgsz <= 0 else f"imgsz {self.imgsz}"
+        what = f"{count} images of {height}x{width}" if count > 1 else f"a {height}x{width} image"
+        raise MemoryLimitError(
+            f"{what} at {size} ({net_h}x{net_w} into the network) needs about "
+            f"{budget.shortfall(need)}; segment it at a smaller imgsz"
+            + (" or batch size" if count > 1 else "")
+            + (", or raise max_memory" if budget.capped_by_user(need) else "")
+        )
+
+    def _check_batch(self, images: Sequence[np.ndarray]) -> None:
+        """``check_fits`` for each group of images that will share a forward pass, before any
+        of them is resized or normalised."""
+        shapes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for image in images:
+            height, width = image.shape[:2]
+            size = network_input_size(height, width, self.imgsz)
+            shapes.setdefault(size, []).append((height, width))
+        for group in shapes.values():
+            height, width = max(group, key=lambda shape: shape[0] * shape[1])
+            self.check_fits(height, width, len(group))
+
     @torch.inference_mode()
     def predict(self, images: Sequence[np.ndarray], keep_scores: bool = False) -> list[Prediction]:
         """``HxWx3`` uint8 RGB images -> predictions; same-sized images share a forward pass."""
+        self._check_batch(images)
         results: list[Prediction | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, Tensor, float]]] = {}
         for index, image in enumerate(images):

@@ -7,15 +7,23 @@ the input's name (and, for directory inputs, its relative folder), never collidi
 from __future__ import annotations
 
 import glob
+import io
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from PIL import Image
 
 from ..errors import S2FError
+from .memory import HEADROOM, available_bytes, gib
+
+# OpenCV's BGR decode and the RGB copy, with room for the decoder's own buffers.
+DECODE_BYTES_PER_PIXEL = 9
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
@@ -110,11 +118,32 @@ def decode_image(data: bytes, label: str) -> np.ndarray:
     alpha and palette images converted)."""
     if not data:
         raise ImageReadError(f"{label}: empty file")
+    _check_decodable(data, label)
     array = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(array, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageReadError(f"{label}: not an image, or a corrupt/truncated one")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_decodable(data: bytes, label: str) -> None:
+    """Refuse, from the header alone, an image whose decoding would not fit in memory."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{label}: too large to decode ({exc})") from None
+    except Exception:  # noqa: BLE001 - not a format Pillow knows: OpenCV decides
+        return
+    need = DECODE_BYTES_PER_PIXEL * width * height
+    room = available_bytes(torch.device("cpu"))
+    if room is not None and need > HEADROOM * room:
+        raise ImageReadError(
+            f"{label}: a {width}x{height} image needs about {gib(need)} to decode, "
+            f"{gib(room)} available"
+        )
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -752,3 +752,24 @@ def test_an_input_s_results_are_all_written_or_none(
     assert "cannot write" in errors(result)[0]
     assert lines(result.stderr)[-1] == "No results: the input failed"
     assert result.stdout == ""
+
+
+def test_sizes_beyond_memory_are_refused(model: Path, inputs: Path, tmp_path: Path) -> None:
+    """An impossible --imgsz stops before anything is made; an input too large for
+    --max-memory fails alone; a batch too large for it runs one image at a time."""
+    huge = segment(inputs, "-m", model, "--imgsz", "100000", "-o", "out")
+    assert_one_error_line(huge, 2, "--imgsz 100000 does not fit", "needs about")
+    assert not (tmp_path / "out").exists()
+
+    for i in range(4):
+        write_image(inputs / f"big{i}.png", random_rgb(100, 140, seed=i))
+    eight_mb = str(8 / 1024)
+    out = tmp_path / "batched"
+    batched = segment(inputs, "-m", model, *NATIVE, "--batch-size", "4", "--max-memory", eight_mb,
+                      "-o", out, "-q")  # fmt: skip
+    assert batched.exit_code == 0, batched.output
+    assert summary(out)["ok"] == 6
+    write_image(inputs / "huge.png", random_rgb(400, 560))
+    one_fails = segment(inputs, "-m", model, *NATIVE, "--max-memory", eight_mb, "-o", out, "-q")
+    assert_one_error_line(one_fails, 3, "huge.png: a 400x560 image", "raise max_memory")
+    assert not (out / "huge.png").exists() and (out / "big0.png").exists()
