@@ -1,9 +1,13 @@
 """Builders for the training tests: a small ``folder`` dataset of shapes, a small network saved as
-a model file, and the command line that trains it quickly (one thread, no workers)."""
+a model file, the command line that trains it quickly (one thread, no workers), the ``torchrun``
+command line that starts it on several processes, and the one-process reference those processes
+must reproduce."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +17,13 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from spike2former import build_model, save_model
+from spike2former import Spike2Former, build_model, load_model, save_model
+from spike2former.presets import get_preset
+from spike2former.training import TrainJob, build_optimizer, build_scheduler
+from spike2former.training.data import IterationSampler, train_pipeline
+from spike2former.training.distributed import DistributedContext
+from spike2former.training.lean import build_criterion, prepare_model, step_losses
+from spike2former.training.loop import LEAN
 from tests.helpers import small_config
 
 CLASSES = ("background", "box", "disc")
@@ -59,6 +69,15 @@ def write_small_model(path: Path, num_classes: int = 3, seed: int = 0) -> Path:
     return save_model(build_model(small_config(head={"num_classes": num_classes})), path)
 
 
+def write_preset_model(path: Path, preset: str, num_classes: int = 3, seed: int = 0) -> Path:
+    """A freshly initialised network of ``preset`` with ``num_classes`` classes as a model file
+    (``--model`` then starts from known weights, which the test can start its reference from)."""
+    torch.manual_seed(seed)
+    config = get_preset(preset)
+    config = config.replace(head=dataclasses.replace(config.head, num_classes=num_classes))
+    return save_model(build_model(config), path)
+
+
 def quick_args(
     model: Path, data: Path, out: Path, iters: int = 6, batch_size: int = 2, *extra: str
 ) -> list[str]:
@@ -93,6 +112,18 @@ def cli_env() -> dict[str, str]:
     return env
 
 
+def torchrun(*launch: str) -> list[str]:
+    """``torchrun`` with the options ``launch``, as this interpreter's module (the same torch)."""
+    return [sys.executable, "-m", "torch.distributed.run", *launch]
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now (for a rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "s2f_cli", *args],
@@ -113,3 +144,67 @@ def assert_same_tensors(expected: dict[str, torch.Tensor], actual: dict[str, tor
     assert expected.keys() == actual.keys()
     different = [key for key in expected if not torch.equal(expected[key], actual[key])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def ddp_reference(model_file: Path, job: TrainJob, world_size: int) -> Spike2Former:
+    """``job`` on one process, as ``world_size`` DDP processes of batch 1 would train it.
+
+    DDP averages the processes' gradients; the loss divides the mask terms by the mask count
+    averaged over the processes; BatchNorm is *not* synchronised: each process normalises its own
+    image with its own statistics, and DDP then overwrites every process's running statistics
+    with rank 0's at the next forward. So this runs the images one after the other from the same
+    buffers, keeps rank 0's updated buffers and adds the gradients divided by ``world_size``. One
+    process running all images as one batch would normalise over them all and differ (the
+    official per-GPU BN, not a bug). On one thread, as the processes, the equality is exact.
+    """
+    recipe = job.recipe
+    model = prepare_model(load_model(model_file).train(), LEAN)
+    dataset = job.data.build(
+        job.data.train_split, train_pipeline(recipe.pipeline, recipe.crop_size), job.seed
+    )
+    criterion = build_criterion(model, recipe.cls_cost, LEAN)
+    optimizer = build_optimizer(model, recipe, recipe.scaled_lr(recipe.batch_size * world_size))
+    scheduler = build_scheduler(optimizer, recipe)
+    orders = [
+        iter(IterationSampler(len(dataset), 1, DistributedContext(rank, world_size), job.seed))
+        for rank in range(world_size)
+    ]
+    params = list(model.parameters())
+    for _ in range(recipe.iters):
+        items = [dataset[next(order)] for order in orders]
+        labels = [label[None] for _, label, _ in items]
+        num_masks = (
+            sum(
+                criterion.local_mask_count(label, model.config.head.num_queries) for label in labels
+            )
+            / world_size
+        )
+        start_buffers = {name: b.clone() for name, b in model.named_buffers()}
+        summed: list[torch.Tensor] | None = None
+        for rank, ((image, _, _), label) in enumerate(zip(items, labels, strict=True)):
+            with torch.no_grad():
+                for name, buffer in model.named_buffers():
+                    buffer.copy_(start_buffers[name])
+            optimizer.zero_grad(set_to_none=True)
+            losses = step_losses(model, criterion, image[None], label, LEAN, num_masks=num_masks)
+            torch.stack(list(losses.values())).sum().backward()
+            shares = [p.grad / world_size for p in params]
+            summed = (
+                shares if summed is None else [a + b for a, b in zip(summed, shares, strict=True)]
+            )
+            if rank == 0:
+                rank0_buffers = {name: b.clone() for name, b in model.named_buffers()}
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(rank0_buffers[name])
+        for param, grad in zip(params, summed, strict=True):  # type: ignore[arg-type]
+            param.grad = grad
+        torch.nn.utils.clip_grad_norm_(params, recipe.clip_grad)  # type: ignore[arg-type]
+        optimizer.step()
+        scheduler.step()
+    return model
+
+
+def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state as a model file stores it (detached, contiguous)."""
+    return {key: value.detach().contiguous() for key, value in model.state_dict().items()}
