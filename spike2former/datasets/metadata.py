@@ -202,6 +202,11 @@ def dataset_for_classes(class_names: Sequence[str]) -> str | None:
     return None
 
 
+def is_background(name: str) -> bool:
+    """Whether a class name means "no object here" (left unpainted on overlays)."""
+    return name.strip().strip("_").lower() == "background"
+
+
 def palette_for(class_names: Sequence[str] | None, num_classes: int) -> list[RGB]:
     """The colours to draw ``num_classes`` labels with.
 

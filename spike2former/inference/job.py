@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..atomic import remove_leftovers, write_together
+from ..datasets.metadata import is_background
 from ..errors import S2FError
 from .memory import MemoryLimitError
 from .outputs import FrameFolder, VideoOutput, encode_image, label_png, overlay, write_bytes
@@ -241,12 +242,9 @@ class SegmentJob:
         self, source: Source, image: np.ndarray, prediction: Prediction, record: Record
     ) -> list[Future]:
         palette = self.predictor.palette
-        legend = self._legend(prediction) if self.options.legend else ()
         encoders: dict[str, Callable[[], bytes]] = {
             "mask": lambda: label_png(prediction.labels, palette),
-            "overlay": lambda: encode_image(
-                ".jpg", overlay(image, prediction.labels, palette, self.options.opacity, legend)
-            ),
+            "overlay": lambda: encode_image(".jpg", self._overlay(image, prediction)),
             "logits": lambda: _npy(prediction),
             "json": lambda: json.dumps(record.as_dict(), indent=2).encode(),
         }
@@ -266,10 +264,22 @@ class SegmentJob:
         # json last: it lists the other files
         return [self._pool.submit(_write_all, [(p, encoders[k]) for k, p in targets.items()])]
 
-    def _legend(self, prediction: Prediction) -> list[tuple[str, tuple[int, int, int]]]:
+    def _overlay(
+        self, image: np.ndarray, prediction: Prediction, video: bool = False
+    ) -> np.ndarray:
+        """The colour overlay of ``prediction`` on ``image``, background left as photographed,
+        with the legend when asked for: the classes present, largest first; for a video, every
+        class when they fit, so the legend does not change from frame to frame."""
         names, palette = self.predictor.class_names, self.predictor.palette
-        present = list(prediction.class_fractions())[:_LEGEND_ENTRIES]
-        return [(names[c], palette[c]) for c in present]
+        legend: list[tuple[str, tuple[int, int, int]]] = []
+        if self.options.legend:
+            if video and len(names) <= _LEGEND_ENTRIES:
+                shown = list(range(len(names)))
+            else:
+                shown = list(prediction.class_fractions())[:_LEGEND_ENTRIES]
+            legend = [(names[c], palette[c]) for c in shown]
+        unblended = [c for c, name in enumerate(names) if is_background(name)]
+        return overlay(image, prediction.labels, palette, self.options.opacity, legend, unblended)
 
     # Videos ------------------------------------------------------------------------------------
 
@@ -318,14 +328,7 @@ class SegmentJob:
                             timings[key] = timings.get(key, 0.0) + value
                             timed[key] = timed.get(key, 0) + 1
                         if video is not None:
-                            video.write(
-                                overlay(
-                                    frame,
-                                    prediction.labels,
-                                    self.predictor.palette,
-                                    self.options.opacity,
-                                )
-                            )
+                            video.write(self._overlay(frame, prediction, video=True))
                         if frames_out is not None:
                             frames_out.write(
                                 f"{index:06d}.png",

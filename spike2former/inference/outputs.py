@@ -56,18 +56,27 @@ def overlay(
     palette: Sequence[RGB],
     opacity: float = 0.5,
     legend: Sequence[tuple[str, RGB]] = (),
+    unblended: Sequence[int] = (),
 ) -> np.ndarray:
-    """Blend class colours over an RGB image; optionally draw a legend box (top left)."""
+    """Blend class colours over an RGB image; optionally draw a legend box (top left).
+
+    Pixels of the ``unblended`` classes (background) keep the photo as it is, instead of being
+    darkened by a black class colour.
+    """
     colours = colorize(labels, palette).astype(np.float32)
     blended = image.astype(np.float32) * (1 - opacity) + colours * opacity
     out = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if len(unblended):
+        keep = np.isin(labels, np.asarray(unblended, dtype=labels.dtype))
+        out[keep] = image[keep]
     if legend:
         _draw_legend(out, legend)
     return out
 
 
 def _draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> None:
-    """Swatch + name per entry, on a dark translucent box, scaled to the image height."""
+    """Swatch + name per entry, on a dark translucent box, scaled to the image height; each
+    swatch has a light border, so that a black (background) swatch shows too."""
     scale = max(0.35, min(1.0, image.shape[0] / 900))
     line = int(22 * scale) + 6
     font = cv2.FONT_HERSHEY_SIMPLEX
@@ -80,7 +89,9 @@ def _draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> None:
         y = 4 + i * line
         if y + line > box_h:
             break
-        cv2.rectangle(image, (6, y + 2), (6 + line - 6, y + line - 4), colour, thickness=-1)
+        corners = ((6, y + 2), (6 + line - 6, y + line - 4))
+        cv2.rectangle(image, *corners, colour, thickness=-1)
+        cv2.rectangle(image, *corners, (200, 200, 200), thickness=1)
         cv2.putText(
             image, name, (line + 6, y + line - 8), font, scale, (255, 255, 255), 1, cv2.LINE_AA
         )

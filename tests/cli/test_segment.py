@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -773,3 +774,20 @@ def test_sizes_beyond_memory_are_refused(model: Path, inputs: Path, tmp_path: Pa
     one_fails = segment(inputs, "-m", model, *NATIVE, "--max-memory", eight_mb, "-o", out, "-q")
     assert_one_error_line(one_fails, 3, "huge.png: a 400x560 image", "raise max_memory")
     assert not (out / "huge.png").exists() and (out / "big0.png").exists()
+
+
+def test_videos_get_the_legend_too(model: Path, tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "clip.mp4", frames=2, size=(120, 160))
+    firsts = []
+    for name, extra in (("plain", ()), ("legend", ("--legend",))):
+        out = tmp_path / name
+        result = segment(clip, "-m", model, *NATIVE, "-o", out, "-q", *extra)
+        assert result.exit_code == 0, result.output
+        capture = cv2.VideoCapture(str(out / "clip_overlay.mp4"))
+        ok, frame = capture.read()
+        capture.release()
+        assert ok
+        firsts.append(frame.astype(int))
+    plain, legend = firsts
+    assert np.abs(plain[:30, :60] - legend[:30, :60]).mean() > 20  # the legend box, top left
+    assert np.abs(plain[80:, 100:] - legend[80:, 100:]).mean() < 3  # the rest unchanged

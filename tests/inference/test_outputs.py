@@ -191,3 +191,20 @@ def test_frame_folder_never_replaces_other_files(tmp_path: Path, content: str) -
     with pytest.raises(OutputError, match="not replacing it"):
         FrameFolder(target)
     assert _listing(tmp_path) == before
+
+
+def test_background_keeps_the_photo_and_its_swatch_shows() -> None:
+    image = random_rgb(60, 80)
+    labels = np.zeros((60, 80), dtype=np.uint8)
+    labels[30:, 40:] = 1
+    palette = [(0, 0, 0), (255, 0, 0)]
+    out = overlay(image, labels, palette, opacity=0.5, unblended=[0])
+    assert np.array_equal(out[labels == 0], image[labels == 0])
+    assert not np.array_equal(out[labels == 1], image[labels == 1])
+    dimmed = overlay(image, labels, palette, opacity=0.5)
+    assert dimmed[labels == 0].mean() < 0.6 * image[labels == 0].mean()
+    flat = np.full((200, 200, 3), 0, dtype=np.uint8)
+    with_legend = overlay(
+        flat, np.zeros((200, 200), np.uint8), palette, 0.5, [("background", (0, 0, 0))]
+    )
+    assert with_legend[:40, :40].max() >= 150  # the black swatch has a light border
