@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -63,13 +64,12 @@ def convert(
     ] = False,
 ) -> None:
     """Convert an official checkpoint; the architecture is read off its keys and shapes."""
+    if source.is_dir():
+        raise fail(f"{source}: is a folder, not a checkpoint file", EXIT_USAGE)
     if not source.is_file():
         raise fail(f"{source}: no such file", EXIT_USAGE)
     destination = output or source.with_name(source.stem + ".s2f.safetensors")
-    if destination.resolve() == source.resolve():
-        raise fail(f"{destination}: the output would overwrite the source checkpoint", EXIT_USAGE)
-    if destination.exists() and not force:
-        raise fail(f"{destination}: already exists (use --force to overwrite)", EXIT_USAGE)
+    _check_destination(destination, source, force)
     if class_names and dataset:
         raise fail("give either --class-names or --dataset, not both", EXIT_USAGE)
     if dataset is not None and dataset not in DATASET_CLASSES:
@@ -84,6 +84,21 @@ def convert(
         else:
             config = convert_checkpoint(source, destination, time_steps, names)
     stdout.print(str(destination), highlight=False)
+
+
+def _check_destination(destination: Path, source: Path, force: bool) -> None:
+    """Refuse, before converting, an output that cannot or must not be written."""
+    if os.path.realpath(destination) == os.path.realpath(source):
+        raise fail(f"{destination}: the output would overwrite the source checkpoint", EXIT_USAGE)
+    if destination.is_dir():
+        raise fail(f"{destination}: is a folder; -o names the model file to write", EXIT_USAGE)
+    if destination.exists() and not destination.is_file():
+        raise fail(f"{destination}: not a regular file; -o names a model file", EXIT_USAGE)
+    if destination.exists() and not force:
+        raise fail(f"{destination}: already exists (use --force to overwrite)", EXIT_USAGE)
+    existing = next(parent for parent in destination.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        raise fail(f"{existing}: a file where {destination} needs a folder", EXIT_USAGE)
 
 
 def _read_class_names(path: Path) -> tuple[str, ...]:

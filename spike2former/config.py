@@ -13,6 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .config_checks import validate
+from .errors import ConfigError
+
 BackboneVersion = Literal["sdtv2", "sdtv3"]
 
 
@@ -98,18 +101,27 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        backbone = dict(data.get("backbone", {}))
-        if "embed_dims" in backbone:
+        """The inverse of ``to_dict``; missing fields take their defaults, unknown ones and
+        values of the wrong type are refused (``ConfigError`` naming the field)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a model configuration is an object, got {type(data).__name__}")
+        _refuse_unknown(cls, data)
+        backbone = dict(_part(data, "backbone"))
+        if isinstance(backbone.get("embed_dims"), list):
             backbone["embed_dims"] = tuple(backbone["embed_dims"])
         names = data.get("class_names")
         palette = data.get("palette")
         return cls(
             backbone=_build(BackboneConfig, backbone),
-            head=_build(HeadConfig, dict(data.get("head", {}))),
-            class_names=tuple(names) if names is not None else None,
-            palette=tuple(tuple(colour) for colour in palette) if palette is not None else None,
-            test_size=int(data.get("test_size", 512)),
-            spiking=bool(data.get("spiking", True)),
+            head=_build(HeadConfig, dict(_part(data, "head"))),
+            class_names=tuple(names) if isinstance(names, list) else names,
+            palette=(
+                tuple(tuple(c) if isinstance(c, list) else c for c in palette)
+                if isinstance(palette, list)
+                else palette
+            ),
+            test_size=data.get("test_size", 512),
+            spiking=data.get("spiking", True),
         )
 
     @classmethod
@@ -120,43 +132,21 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _build(kind: type, values: dict[str, Any]) -> Any:
+def _part(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _refuse_unknown(kind: type, values: dict[str, Any]) -> None:
     known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(str(name) for name in set(values) - known)
     if unknown:
-        raise ValueError(f"unknown {kind.__name__} fields: {', '.join(unknown)}")
+        shown = ", ".join(name[:40] for name in unknown[:5])
+        raise ConfigError(f"unknown {kind.__name__} fields: {shown}")
+
+
+def _build(kind: type, values: dict[str, Any]) -> Any:
+    _refuse_unknown(kind, values)
     return kind(**values)
-
-
-def validate(config: ModelConfig) -> None:
-    """Reject configurations the network cannot be built with, saying which field is wrong."""
-    b, h = config.backbone, config.head
-    if b.version not in ("sdtv2", "sdtv3"):
-        raise ValueError(f"backbone.version must be 'sdtv2' or 'sdtv3', got {b.version!r}")
-    if len(b.embed_dims) != 4 or any(d <= 0 for d in b.embed_dims) or b.embed_dims[0] % 2:
-        raise ValueError(
-            f"backbone.embed_dims must be four positive ints, the first even: {b.embed_dims}"
-        )
-    for dim in b.embed_dims[2:]:
-        if dim % b.num_heads:
-            raise ValueError(f"backbone width {dim} is not divisible by {b.num_heads} heads")
-    if b.time_steps < 1 or b.levels < 1 or h.spike_levels < 1:
-        raise ValueError("time_steps and spike_levels must be at least 1")
-    if h.num_classes < 1 or h.num_queries < 1:
-        raise ValueError("head.num_classes and head.num_queries must be at least 1")
-    if h.channels % 2 or h.channels % h.decoder_heads:
-        raise ValueError(f"head.channels={h.channels} must be even and divisible by decoder_heads")
-    if h.channels % h.dcn_groups:
-        raise ValueError(
-            f"head.channels={h.channels} is not divisible by dcn_groups={h.dcn_groups}"
-        )
-    if h.dcn_kernel_size % 2 == 0 or h.dcn_dw_kernel_size % 2 == 0:
-        raise ValueError("DCN kernel sizes must be odd")
-    if config.class_names is not None and len(config.class_names) != h.num_classes:
-        raise ValueError(f"{len(config.class_names)} class names given for {h.num_classes} classes")
-    if config.palette is not None:
-        if len(config.palette) != h.num_classes:
-            raise ValueError(f"{len(config.palette)} palette colours for {h.num_classes} classes")
-        for colour in config.palette:
-            if len(colour) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in colour):
-                raise ValueError(f"palette colours are three integers in 0..255, got {colour!r}")

@@ -8,6 +8,7 @@ inert placeholders that run no code, and a file that references anything else is
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import pickletools
@@ -22,9 +23,10 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .config import BackboneConfig, HeadConfig, ModelConfig
+from .config_checks import LIMITS
 from .errors import CheckpointError
-from .model_file import load_weights, save_model
-from .modeling.spike2former import Spike2Former
+from .model_file import build_for_weights, load_weights, save_model
+from .state_layout import tensor_layout
 
 # Modules whose objects may appear around the weights in an mmengine checkpoint (message hub,
 # meta data) or an ImageNet backbone checkpoint (the training arguments, an argparse.Namespace).
@@ -51,6 +53,8 @@ def read_state_dict(
     ``containers``: keys under which a ``.pth`` dict may hold the weights, tried in order
     (ImageNet classification checkpoints use ``model``)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     if path.suffix == ".safetensors":
@@ -169,14 +173,19 @@ def infer_config(
     not stored either and must be given for the T = 4 COCO-Stuff models.
     """
 
-    def shape(key: str) -> torch.Size:
+    def size(key: str, dim: int = 0) -> int:
         if key not in state:
             hint = ", ".join(sorted(state)[:3])
             raise CheckpointError(
                 f"{source}: not a Spike2Former checkpoint: key {key!r} not found "
                 f"(the file has {len(state)} keys, e.g. {hint})"
             )
-        return state[key].shape
+        shape = state[key].shape
+        if not -len(shape) <= dim < len(shape) or shape[dim] < 1:
+            raise CheckpointError(
+                f"{source}: not a Spike2Former checkpoint: {key!r} has shape {list(shape)}"
+            )
+        return shape[dim]
 
     def count(prefix: str) -> int:
         pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
@@ -187,18 +196,18 @@ def infer_config(
     elif "backbone.block3.0.attn.q_conv.0.weight" in state:
         version = "sdtv3"
     else:
-        shape("backbone.block3.0.attn.q_conv.0.weight")
+        size("backbone.block3.0.attn.q_conv.0.weight")
         raise AssertionError("unreachable")
-    half = shape("backbone.downsample1_1.encode_conv.weight")[0]
+    half = size("backbone.downsample1_1.encode_conv.weight")
     embed_dims = (
-        shape("backbone.downsample1_2.encode_conv.weight")[0],
-        shape("backbone.downsample2.encode_conv.weight")[0],
-        shape("backbone.downsample3.encode_conv.weight")[0],
-        shape("backbone.downsample4.encode_conv.weight")[0],
+        size("backbone.downsample1_2.encode_conv.weight"),
+        size("backbone.downsample2.encode_conv.weight"),
+        size("backbone.downsample3.encode_conv.weight"),
+        size("backbone.downsample4.encode_conv.weight"),
     )
     if half * 2 != embed_dims[0]:
         raise CheckpointError(f"{source}: stem width {half} is not half of {embed_dims[0]}")
-    mlp_ratio = shape("backbone.ConvBlock1_1.0.conv1.weight")[0] // half
+    mlp_ratio = size("backbone.ConvBlock1_1.0.conv1.weight") // half
     backbone = BackboneConfig(
         version=version,
         embed_dims=embed_dims,
@@ -208,21 +217,24 @@ def infer_config(
         time_steps=time_steps,
     )
 
-    queries, channels = shape("decode_head.query_feat.weight")
+    queries, channels = (
+        size("decode_head.query_feat.weight"),
+        size("decode_head.query_feat.weight", 1),
+    )
     encoder = "decode_head.pixel_decoder.encoder.layers"
     decoder = "decode_head.transformer_decoder.layers"
-    groups, kernel = _dcn_layout(shape(f"{encoder}.0.dcn.mask.0.weight")[0], channels, source)
+    groups, kernel = _dcn_layout(size(f"{encoder}.0.dcn.mask.0.weight"), channels, source)
     head = HeadConfig(
-        num_classes=shape("decode_head.cls_embed.weight")[0] - 1,
+        num_classes=size("decode_head.cls_embed.weight") - 1,
         channels=channels,
         num_queries=queries,
         encoder_layers=count(encoder),
-        encoder_ffn_channels=shape(f"{encoder}.0.ffn.fc1_conv.weight")[0],
+        encoder_ffn_channels=size(f"{encoder}.0.ffn.fc1_conv.weight"),
         dcn_groups=groups,
         dcn_kernel_size=kernel,
-        dcn_dw_kernel_size=shape(f"{encoder}.0.dcn.dw_conv.0.weight")[-1],
+        dcn_dw_kernel_size=size(f"{encoder}.0.dcn.dw_conv.0.weight", -1),
         decoder_layers=count(decoder),
-        decoder_ffn_channels=shape(f"{decoder}.0.ffn.fc1.weight")[0],
+        decoder_ffn_channels=size(f"{decoder}.0.ffn.fc1.weight"),
     )
     try:
         return ModelConfig(backbone=backbone, head=head, class_names=class_names)
@@ -233,12 +245,14 @@ def infer_config(
 def _dcn_layout(modulation_channels: int, channels: int, source: str) -> tuple[int, int]:
     """Split the G*k*k modulation channels into (groups G, kernel size k).
 
-    Only the product is stored. Candidates are odd k with G dividing the channel count; the
-    official 3x3 kernel wins when it fits, otherwise the smallest kernel.
+    Only the product is stored. Candidates are odd k (up to the largest kernel a configuration
+    allows) with G dividing the channel count; the official 3x3 kernel wins when it fits,
+    otherwise the smallest kernel.
     """
+    largest = LIMITS["head.dcn_kernel_size"][1]
     candidates = [
         (modulation_channels // (k * k), k)
-        for k in range(1, int(modulation_channels**0.5) + 1, 2)
+        for k in range(1, min(math.isqrt(modulation_channels), largest) + 1, 2)
         if modulation_channels % (k * k) == 0 and channels % (modulation_channels // (k * k)) == 0
     ]
     if not candidates:
@@ -261,7 +275,7 @@ def convert_checkpoint(
     """Convert an official checkpoint into an s2f model file; returns the inferred configuration."""
     state = read_state_dict(source)
     config = infer_config(state, time_steps, class_names, source=str(source))
-    model = Spike2Former(config)
+    model = build_for_weights(config, tensor_layout(state), str(source))
     load_weights(model, state, str(source))
     save_model(model, destination)
     return config

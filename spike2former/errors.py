@@ -15,6 +15,11 @@ class CheckpointError(S2FError):
     """A weights file is missing, unreadable, unsafe, or does not match the model."""
 
 
+class ConfigError(S2FError, ValueError):
+    """A model configuration no network is built from: the message names the field (also a
+    ``ValueError``, as configuration errors were before)."""
+
+
 class WeightsSpecError(S2FError):
     """A weights name, URL or option is unusable as given (a usage error, not a failure)."""
 

@@ -4,21 +4,31 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from spike2former import BackboneConfig, HeadConfig, ModelConfig, Spike2Former, build_model
+from spike2former import (
+    BackboneConfig,
+    HeadConfig,
+    ModelConfig,
+    Spike2Former,
+    build_model,
+    save_model,
+)
 
 # One small network; the grids in the tests override single fields of it.
 SMALL_BACKBONE = BackboneConfig(
@@ -193,6 +203,7 @@ def _edit_state(edit: Callable[[dict[str, Tensor]], None]) -> Callable[[Path], P
 MISSING_KEY = "decode_head.pixel_decoder.encoder.layers.0.dcn.input_proj.pwconv1.1.running_mean"
 EXTRA_KEY = "decode_head.extra_head.weight"
 RESHAPED_KEY = "decode_head.transformer_decoder.layers.0.ffn.fc2.weight"
+DCN_MASK_KEY = "decode_head.pixel_decoder.encoder.layers.0.dcn.mask.0.weight"
 
 
 def _remove_key(state: dict[str, Tensor]) -> None:
@@ -251,6 +262,67 @@ def _not_tensors(directory: Path) -> Path:
     return path
 
 
+def _random_bytes(directory: Path) -> Path:
+    path = directory / "noise.pth"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    return path
+
+
+def _empty_file(directory: Path) -> Path:
+    path = directory / "empty.pth"
+    path.touch()
+    return path
+
+
+def _plain_zip(directory: Path) -> Path:
+    path = directory / "archive.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "not a checkpoint")
+    return path
+
+
+# Official-looking checkpoints whose shapes describe absurd networks: a tensor with a zero-sized
+# dimension holds no data, so its other dimensions cost nothing in the file.
+def _huge_width(state: dict[str, Tensor]) -> None:
+    state["backbone.downsample4.encode_conv.weight"] = torch.zeros(10**6, 0, 3, 3)
+
+
+def _many_blocks(state: dict[str, Tensor]) -> None:
+    empty = torch.zeros(0)  # one storage for all: quick to save and load
+    for index in range(1, 10**4):
+        state[f"backbone.block3.{index}.attn.q_conv.0.weight"] = empty
+
+
+def _many_classes(state: dict[str, Tensor]) -> None:
+    state["decode_head.cls_embed.weight"] = torch.zeros(10**6 + 1, 0)
+
+
+def _huge_modulation(state: dict[str, Tensor]) -> None:
+    state[DCN_MASK_KEY] = torch.zeros(10**18, 0)
+
+
+def _scalar_queries(state: dict[str, Tensor]) -> None:
+    state["decode_head.query_feat.weight"] = torch.tensor(1.0)
+
+
+def _bool_weights(state: dict[str, Tensor]) -> None:
+    state[RESHAPED_KEY] = state[RESHAPED_KEY] > 0
+
+
+def _too_big_for_memory(state: dict[str, Tensor]) -> None:
+    """Widths within every bound, but a network of terabytes."""
+    width, stem = 16384, 8192
+    for key, shape in (
+        ("downsample1_1", (stem, 0, 7, 7)),
+        ("downsample1_2", (width, 0, 3, 3)),
+        ("downsample2", (width, 0, 3, 3)),
+        ("downsample3", (width, 0, 3, 3)),
+        ("downsample4", (width, 0, 3, 3)),
+    ):
+        state[f"backbone.{key}.encode_conv.weight"] = torch.zeros(shape)
+    state["backbone.ConvBlock1_1.0.conv1.weight"] = torch.zeros(stem * 64, 0, 3, 3)
+
+
 # name -> (builder(directory) -> path, fragments the error message must contain; the path of
 # the file is always required as well)
 BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
@@ -264,6 +336,244 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "missing-key": (_edit_state(_remove_key), ("missing keys", MISSING_KEY)),
     "unexpected-key": (_edit_state(_add_key), ("unexpected keys", EXTRA_KEY)),
     "reshaped-tensor": (_edit_state(_reshape_key), ("shape mismatches", RESHAPED_KEY)),
+    "random-bytes": (_random_bytes, ("not a",)),
+    "empty-file": (_empty_file, ("not a",)),
+    "plain-zip": (_plain_zip, ("not a readable PyTorch checkpoint",)),
+    "huge-width": (_edit_state(_huge_width), ("backbone.embed_dims[3]", "1000000")),
+    "many-blocks": (_edit_state(_many_blocks), ("backbone.stage3_depth", "10000")),
+    "many-classes": (_edit_state(_many_classes), ("head.num_classes", "1000000")),
+    "huge-dcn-modulation": (_edit_state(_huge_modulation), ("DCN modulation",)),
+    "scalar-for-matrix": (_edit_state(_scalar_queries), ("decode_head.query_feat.weight", "[]")),
+    "bool-weights": (_edit_state(_bool_weights), ("dtype mismatches", RESHAPED_KEY, "bool")),
+    "too-big-for-memory": (_edit_state(_too_big_for_memory), ("of memory available",)),
+}
+
+
+# --- hostile and damaged s2f model files ---------------------------------------------------------
+
+
+def write_model_file(path: Path, config: ModelConfig | None = None) -> Path:
+    """An s2f model file of a small random network."""
+    return save_model(make_model(config or small_config()), path)
+
+
+def edit_model_file(
+    path: Path,
+    config: Callable[[dict[str, Any]], None] | None = None,
+    state: Callable[[dict[str, Tensor]], None] | None = None,
+    metadata: Callable[[dict[str, str]], None] | None = None,
+) -> Path:
+    """Rewrite the model file ``path`` with its configuration, tensors or raw metadata edited
+    (what anyone with a few lines of Python can do to a file they hand out)."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    if config is not None:
+        data = json.loads(meta["config"])
+        config(data)
+        meta["config"] = json.dumps(data)
+    if state is not None:
+        state(tensors)
+    if metadata is not None:
+        metadata(meta)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def edit_header(path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Rewrite the safetensors header of ``path``, the data left as it is."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + length])
+    edit(header)
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + length :])
+    return path
+
+
+def set_field(name: str, value: object) -> Callable[[dict[str, Any]], None]:
+    """An edit of a configuration dict that sets the dotted field ``name`` to ``value``."""
+
+    def edit(config: dict[str, Any]) -> None:
+        *parents, last = name.split(".")
+        target = config
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+
+    return edit
+
+
+def _model_file(
+    config: Callable[[dict[str, Any]], None] | None = None,
+    state: Callable[[dict[str, Tensor]], None] | None = None,
+    metadata: Callable[[dict[str, str]], None] | None = None,
+) -> Callable[[Path], Path]:
+    def make(directory: Path) -> Path:
+        path = write_model_file(directory / "model.safetensors")
+        return edit_model_file(path, config, state, metadata)
+
+    return make
+
+
+def _raw_model_file(edit: Callable[[Path], None]) -> Callable[[Path], Path]:
+    def make(directory: Path) -> Path:
+        path = write_model_file(directory / "model.safetensors")
+        edit(path)
+        return path
+
+    return make
+
+
+def _huge_header_shape(header: dict[str, Any]) -> None:
+    header[RESHAPED_KEY]["shape"] = [10**6, 10**6]  # the data offsets keep the real size
+
+
+def _claimed_header_length(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes((1 << 40).to_bytes(8, "little") + raw[8:])
+
+
+def _pickle_as_model(directory: Path) -> Path:
+    """A pickle that would run ``touch pwned`` in ``directory`` if unpickled unsafely."""
+    return write_malicious(directory / "model.safetensors", "torch-zip", directory / "pwned")
+
+
+def _bytes_file(data: bytes) -> Callable[[Path], Path]:
+    def make(directory: Path) -> Path:
+        path = directory / "model.safetensors"
+        path.write_bytes(data)
+        return path
+
+    return make
+
+
+def _with_state(key: str, value: Tensor) -> Callable[[dict[str, Tensor]], None]:
+    def edit(state: dict[str, Tensor]) -> None:
+        state[key] = value
+
+    return edit
+
+
+def _as_dtype(key: str, dtype: torch.dtype) -> Callable[[dict[str, Tensor]], None]:
+    def edit(state: dict[str, Tensor]) -> None:
+        state[key] = state[key].to(dtype)
+
+    return edit
+
+
+def _without(key: str) -> Callable[[dict[str, Any]], None]:
+    def edit(values: dict[str, Any]) -> None:
+        del values[key]
+
+    return edit
+
+
+_CLASS_KEY = "decode_head.cls_embed.weight"
+# Every bound of the configuration respected, but a network of terabytes.
+_TOO_BIG = {"embed_dims": [16384] * 4, "mlp_ratio": 64, "stage3_depth": 1, "stage4_depth": 1}
+
+# Model files whose metadata or header is hostile: name -> (builder(directory) -> path of
+# ``model.safetensors`` in it, fragments the error must contain besides the path). Each is
+# refused before any tensor or module is allocated.
+BAD_MODEL_METADATA: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
+    "num-classes-1e6": (_model_file(set_field("head.num_classes", 10**6)), ("head.num_classes",)),
+    "embed-dim-1e6": (
+        _model_file(set_field("backbone.embed_dims", [16, 32, 10**6, 40])),
+        ("backbone.embed_dims[2]",),
+    ),
+    "depth-1e4": (_model_file(set_field("backbone.stage3_depth", 10**4)), ("stage3_depth",)),
+    "decoder-layers-1e5": (
+        _model_file(set_field("head.decoder_layers", 10**5)),
+        ("head.decoder_layers",),
+    ),
+    "test-size-1e6": (_model_file(set_field("test_size", 10**6)), ("test_size",)),
+    "test-size-negative": (_model_file(set_field("test_size", -512)), ("test_size",)),
+    "zero-queries": (_model_file(set_field("head.num_queries", 0)), ("head.num_queries",)),
+    "text-for-integer": (_model_file(set_field("head.channels", "32")), ("head.channels",)),
+    "float-for-integer": (_model_file(set_field("head.num_queries", 4.5)), ("num_queries",)),
+    "bool-for-integer": (_model_file(set_field("backbone.time_steps", True)), ("time_steps",)),
+    "nan-scale": (
+        _model_file(set_field("head.mask_embed_scale", float("nan"))),
+        ("head.mask_embed_scale",),
+    ),
+    "integer-of-5000-digits": (
+        _model_file(
+            metadata=lambda m: m.update(
+                config=m["config"].replace('"num_queries": 4', '"num_queries": ' + "9" * 5000)
+            )
+        ),
+        ("invalid configuration",),
+    ),
+    "unknown-field": (_model_file(set_field("weights_url", "http://x")), ("unknown",)),
+    "head-not-an-object": (_model_file(set_field("head", [1, 2])), ("head must be an object",)),
+    "class-names-count": (
+        _model_file(set_field("class_names", ["sky", "road"])),
+        ("2 class names given for 5 classes",),
+    ),
+    "class-name-not-text": (
+        _model_file(set_field("class_names", [1, 2, 3, 4, 5])),
+        ("class_names[0]",),
+    ),
+    "palette-count": (
+        _model_file(set_field("palette", [[0, 0, 0]])),
+        ("1 palette colours for 5 classes",),
+    ),
+    "palette-value": (
+        _model_file(set_field("palette", [[0, 0, 0]] * 4 + [[0, 0, 300]])),
+        ("palette colours", "300"),
+    ),
+    "config-not-json": (
+        _model_file(metadata=lambda m: m.update(config="{not json")),
+        ("invalid configuration",),
+    ),
+    "config-nested-1e5-deep": (
+        _model_file(metadata=lambda m: m.update(config="[" * 10**5 + "]" * 10**5)),
+        ("invalid configuration",),
+    ),
+    "format-version-2": (
+        _model_file(metadata=lambda m: m.update(format_version="2")),
+        ("format version",),
+    ),
+    "no-format-version": (_model_file(metadata=_without("format_version")), ("format version",)),
+    "too-big-for-memory": (
+        _model_file(lambda c: c["backbone"].update(_TOO_BIG)),
+        ("of memory available",),
+    ),
+    "header-shape-vs-classes": (
+        _model_file(set_field("head.num_classes", 6)),
+        ("shape mismatches", _CLASS_KEY),
+    ),
+    "header-dtype": (
+        _model_file(state=_as_dtype(RESHAPED_KEY, torch.int32)),
+        ("dtype mismatches", RESHAPED_KEY, "int32"),
+    ),
+    "header-missing-key": (_model_file(state=_without(MISSING_KEY)), ("missing keys",)),
+    "header-extra-key": (
+        _model_file(state=_with_state(EXTRA_KEY, torch.zeros(3))),
+        ("unexpected keys", EXTRA_KEY),
+    ),
+    "header-huge-shape": (
+        _raw_model_file(lambda p: edit_header(p, _huge_header_shape)),
+        ("not a readable safetensors model file",),
+    ),
+    "header-length-1tb": (
+        _raw_model_file(_claimed_header_length),
+        ("not a readable safetensors model file",),
+    ),
+}
+
+# Files that are no model file at all, under a model file's name.
+NOT_MODEL_FILES: dict[str, Callable[[Path], Path]] = {
+    "empty": _bytes_file(b""),
+    "text": _bytes_file(b"weights = [1, 2, 3]\n"),
+    "random-bytes": _bytes_file(np.random.default_rng(1).bytes(4096)),
+    "truncated": _raw_model_file(_truncate),
+    "torch-zip": lambda d: write_official_checkpoint(d / "model.safetensors"),
+    "pickle-that-runs-code": _pickle_as_model,
+    "official-safetensors": lambda d: write_official_checkpoint(
+        d / "model.safetensors", fmt="safetensors"
+    ),
 }
 
 

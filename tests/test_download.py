@@ -256,7 +256,8 @@ def test_web_page_is_refused(server: WeightsServer, home: Home, content_type: st
 def bad_config_model(directory: Path) -> bytes:
     path = directory / "bad-config.safetensors"
     config = json.dumps({"head": {"num_classes": 0}})
-    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "s2f", "config": config})
+    metadata = {"format": "s2f", "format_version": "1", "config": config}
+    save_file({"x": torch.zeros(1)}, str(path), metadata=metadata)
     return path.read_bytes()
 
 
@@ -502,6 +503,13 @@ U = "https://example.org/x.pth"
         ({"name": "x", "kind": "model", "urls": [], "source": "s", "bundled": "../m"}, "plain"),
         ({"name": "x", "kind": "model", "urls": [U], "source": "s", "class_names": "z"}, "z"),
         ({"name": "x", "kind": "model", "urls": [U]}, "every entry needs"),
+        ({"name": "x", "kind": "model", "urls": [U], "source": "s", "test_size": 10**6}, "8192"),
+        ({"name": "x", "kind": "model", "urls": [U], "source": "s", "num_classes": 10**6}, "most"),
+        ({"name": "x", "kind": "model", "urls": [U], "source": "s", "time_steps": 10**4}, "most"),
+        (
+            {"name": "x", "kind": "model", "urls": [U], "source": "s", "class_names": ["x" * 300]},
+            "256",
+        ),
     ],
 )
 def test_extra_registry_is_validated(home: Home, entry: dict[str, object], fragment: str) -> None:

@@ -110,19 +110,24 @@ class Cache:
         found: dict[str, tuple[str, Path]] = {}
         for kind, folder in (("backbone", "backbones"), ("model", "models")):
             directory = self.root / folder
-            if directory.is_dir():
-                for path in sorted(directory.iterdir()):
-                    if path.is_file() and not path.name.startswith("."):
-                        found[path.name.rsplit(".", 1)[0]] = (kind, path)
+            try:
+                paths = sorted(directory.iterdir()) if directory.is_dir() else []
+            except OSError as exc:
+                raise DownloadError(self._unusable(_reason(exc))) from None
+            for path in paths:
+                if path.is_file() and not path.name.startswith("."):
+                    found[path.name.rsplit(".", 1)[0]] = (kind, path)
         return found
 
     def read_index(self) -> dict[str, dict[str, Any]]:
         """What was recorded about each downloaded name (empty if nothing yet)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise DownloadError(self._unusable("a file, not a folder"))
         try:
             data = json.loads(self.index_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise DownloadError(
                 f"{self.index_path}: unreadable cache index ({exc}); delete it to start afresh"
             ) from None
@@ -151,8 +156,12 @@ class Cache:
         """An exclusive lock on ``.partial/NAME.lock``. A lock that is never waited for is
         removed again while held, so that finished downloads leave no lock files behind."""
         lock_path = self.root / ".partial" / f"{name}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a+b") as lock:
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(lock_path, "a+b")
+        except OSError as exc:
+            raise DownloadError(self._unusable(_reason(exc))) from None
+        with lock:
             if fcntl is not None:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -168,9 +177,21 @@ class Cache:
                     with suppress(OSError):  # Windows cannot remove an open file
                         lock_path.unlink()
 
+    def _unusable(self, reason: str) -> str:
+        return (
+            f"{self.root}: cannot use this cache folder ({reason}); "
+            "point S2F_HOME at a folder that can be written"
+        )
+
     def _inside(self, path: Path) -> Path:
         """``path``, after checking that it resolves inside the cache directory."""
         root = self.root.resolve()
         if not path.resolve().is_relative_to(root):
             raise WeightsSpecError(f"{path}: outside the cache directory {root}")
         return path
+
+
+def _reason(exc: OSError) -> str:
+    """An ``OSError`` in a few words, with the file it concerns."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason

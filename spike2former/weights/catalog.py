@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import DownloadError
 from .cache import Cache
 from .download import sha256_file
 from .registry import WeightsEntry, load_registry
@@ -38,12 +39,17 @@ def _cached(
     if found is None:
         return None
     path = found[1]
-    size = path.stat().st_size
-    known = record.get("size") == size and record.get("sha256")
+    try:
+        size = path.stat().st_size
+        known = record.get("size") == size and record.get("sha256")
+        digest = record["sha256"] if known else sha256_file(path)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DownloadError(f"{path}: cannot read the cached file ({reason})") from None
     return {
         "path": str(path),
         "size": size,
-        "sha256": record["sha256"] if known else sha256_file(path),
+        "sha256": digest,
         "source": record.get("source"),
         "source_sha256": record.get("source_sha256"),
         "recorded": record.get("recorded"),

@@ -212,6 +212,8 @@ def _locate(source: str) -> str | Path | None:
         )
         if not path.is_file() and not looks_like_path:
             return None
+    if path.is_dir():
+        raise WeightsSpecError(f"{path}: is a folder, not a weights file")
     if not path.is_file():
         raise WeightsSpecError(f"{path}: no such file")
     return path

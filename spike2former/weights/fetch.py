@@ -91,14 +91,19 @@ def fetch_url(
 def copy_file(source: Path, partial: Path, progress: ProgressCallback | None = None) -> Fetched:
     """Copy a local file into ``partial`` (from the start), hashing it on the way."""
     discard_partial(partial)
-    partial.parent.mkdir(parents=True, exist_ok=True)
     try:
         total = source.stat().st_size
-        with open(source, "rb") as src:
-            return _stream(src, str(source), partial, "wb", hashlib.sha256(), 0, total, progress)
+        src = open(source, "rb")
     except OSError as exc:
-        discard_partial(partial)
         raise DownloadError(f"{source}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        with src:
+            return _stream(src, str(source), partial, "wb", hashlib.sha256(), 0, total, progress)
+    except OSError as exc:  # reading on, or writing the copy (a full disk)
+        discard_partial(partial)
+        raise DownloadError(
+            f"{source}: cannot copy the file into the cache ({exc.strerror or exc})"
+        ) from None
 
 
 def _receive(
@@ -127,7 +132,10 @@ def _receive(
         offset = 0  # a full answer (200): the server ignored the range, or there was none
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-    _write_meta(partial, url, response)
+    try:
+        _write_meta(partial, url, response)
+    except OSError as exc:
+        raise DownloadError(f"{url}: cannot write into the cache ({exc.strerror or exc})") from None
     try:
         fetched = _stream(response, url, partial, mode, hasher, offset, total, progress)
     except (OSError, http.client.HTTPException) as exc:

@@ -12,9 +12,17 @@ import os
 from pathlib import Path
 
 from ..convert import infer_config, read_state_dict
-from ..errors import CheckpointError, DownloadError
-from ..model_file import is_model_file, load_model, load_weights, read_model_config, save_model
+from ..errors import CheckpointError, DownloadError, OutputError
+from ..model_file import (
+    build_for_weights,
+    is_model_file,
+    load_model,
+    load_weights,
+    read_model_config,
+    save_model,
+)
 from ..modeling.spike2former import Spike2Former
+from ..state_layout import tensor_layout
 from .cache import Cache
 from .fetch import html_message, looks_like_html
 from .registry import WeightsEntry
@@ -37,22 +45,19 @@ def install(
         raise DownloadError(f"{label}: not a checkpoint (neither a PyTorch file nor safetensors)")
     if entry is not None and entry.kind == "backbone":
         suffix = ".safetensors" if kind == "safetensors" else ".pth"
-        destination = cache.backbone_path(name, suffix)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, destination)
+        destination = _move(partial, cache.backbone_path(name, suffix))
         for other in (".pth", ".safetensors"):
             if other != suffix:
                 cache.backbone_path(name, other).unlink(missing_ok=True)
         return destination, False
     destination = cache.model_path(name)
     if kind == "safetensors" and _is_model_file(partial, label):
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, destination)
-        return destination, False
-    source = partial.with_name(partial.stem + (".safetensors" if kind == "safetensors" else ".pth"))
-    os.replace(partial, source)
+        return _move(partial, destination), False
+    source = _move(
+        partial, partial.with_suffix(".safetensors" if kind == "safetensors" else ".pth")
+    )
     try:
-        _convert(source, destination, entry, label)
+        model = _converted(source, entry, label)
     except CheckpointError as exc:
         reason = str(exc).removeprefix(f"{label}: ").removeprefix(f"{source}: ")
         reason = reason.replace(str(source), "the file")
@@ -61,6 +66,7 @@ def install(
         ) from None
     finally:
         source.unlink(missing_ok=True)
+    save_model(model, destination)
     return destination, True
 
 
@@ -93,8 +99,20 @@ def check_model_file(path: Path) -> None:
     read_model_config(path)
 
 
-def _convert(source: Path, destination: Path, entry: WeightsEntry | None, label: str) -> None:
-    """An official checkpoint -> an s2f model file, with what the registry knows about it."""
+def _move(source: Path, destination: Path) -> Path:
+    """Rename ``source`` to ``destination`` (creating its folder); a one-line error if the place
+    is taken by a folder or cannot be written."""
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, destination)
+    except OSError as exc:
+        raise OutputError(f"{destination}: cannot write the file ({exc.strerror or exc})") from None
+    return destination
+
+
+def _converted(source: Path, entry: WeightsEntry | None, label: str) -> Spike2Former:
+    """An official checkpoint -> the network of an s2f model file, with what the registry
+    knows about it."""
     state = read_state_dict(source)
     config = infer_config(state, entry.time_steps if entry else 1, None, source=label)
     classes = config.head.num_classes
@@ -106,9 +124,9 @@ def _convert(source: Path, destination: Path, entry: WeightsEntry | None, label:
     config = config.replace(class_names=names)
     if entry is not None and entry.test_size:
         config = config.replace(test_size=entry.test_size)
-    model = Spike2Former(config)
+    model = build_for_weights(config, tensor_layout(state), label)
     load_weights(model, state, label)
-    save_model(model, destination)
+    return model
 
 
 def fit_class_names(names: tuple[str, ...] | None, classes: int) -> tuple[str, ...] | None:

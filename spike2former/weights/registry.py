@@ -20,6 +20,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
+from ..config_checks import LIMITS, MAX_CLASS_NAME, MAX_CLASSES, MAX_TEST_SIZE
 from ..errors import WeightsSpecError
 from .cache import check_name
 
@@ -34,6 +35,12 @@ _KNOWN = {
     "time_steps", "num_classes", "test_size", "dataset", "class_names", "licence", "source",
     "config", "checksum_source", "notes", "bundled",
 }  # fmt: skip
+# What a model file may hold (``config_checks``), so that a registry entry cannot ask for more.
+_MOST = {
+    "num_classes": MAX_CLASSES,
+    "test_size": MAX_TEST_SIZE,
+    "time_steps": LIMITS["backbone.time_steps"][1],
+}
 
 
 @dataclass(frozen=True)
@@ -130,9 +137,13 @@ def parse_registry(data: Any, origin: str) -> dict[str, WeightsEntry]:
         raise WeightsSpecError(f"{origin}: a registry is an object with a 'weights' list")
     lists = data.get("class_lists", {})
     if not isinstance(lists, dict) or not all(
-        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in lists.values()
+        isinstance(v, list) and all(isinstance(n, str) and len(n) <= MAX_CLASS_NAME for n in v)
+        for v in lists.values()
     ):
-        raise WeightsSpecError(f"{origin}: 'class_lists' maps names to lists of strings")
+        raise WeightsSpecError(
+            f"{origin}: 'class_lists' maps names to lists of names of at most "
+            f"{MAX_CLASS_NAME} characters"
+        )
     entries: dict[str, WeightsEntry] = {}
     for raw in data["weights"]:
         entry = _entry(raw, lists, origin)
@@ -168,8 +179,12 @@ def _entry(raw: Any, lists: dict[str, list[str]], origin: str) -> WeightsEntry:
         raise WeightsSpecError(f"{where}: 'sha256' must be 64 lowercase hex digits or null")
     for field in ("size", "num_classes", "test_size", "time_steps"):
         value = raw.get(field)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise WeightsSpecError(f"{where}: {field!r} must be a positive integer or null")
+        most = _MOST.get(field)
+        if value is not None and (
+            not isinstance(value, int) or value < 1 or (most is not None and value > most)
+        ):
+            bound = f" of at most {most}" if most is not None else ""
+            raise WeightsSpecError(f"{where}: {field!r} must be a positive integer{bound} or null")
     class_list, names = _class_names(raw.get("class_names"), lists, where)
     num_classes = raw.get("num_classes")
     if names and num_classes and len(names) > num_classes:
@@ -208,6 +223,11 @@ def _class_names(
         if value not in lists:
             raise WeightsSpecError(f"{where}: no class list {value!r} in the registry")
         return value, tuple(lists[value])
-    if isinstance(value, list) and all(isinstance(n, str) for n in value):
+    if isinstance(value, list) and all(
+        isinstance(n, str) and len(n) <= MAX_CLASS_NAME for n in value
+    ):
         return None, tuple(value)
-    raise WeightsSpecError(f"{where}: 'class_names' is a class-list name, a list or null")
+    raise WeightsSpecError(
+        f"{where}: 'class_names' is a class-list name, a list of names of at most "
+        f"{MAX_CLASS_NAME} characters, or null"
+    )

@@ -38,6 +38,8 @@ def resolve_model(
     """
     path = _as_path(spec)
     if path is not None:
+        if path.is_dir():
+            raise WeightsSpecError(f"{path}: is a folder, not a model file")
         if not path.is_file():
             raise WeightsSpecError(f"{path}: no such model file")
         check_model_file(path)  # an official checkpoint: says to run `s2f convert`
@@ -58,6 +60,8 @@ def resolve_backbone(
     """A local backbone checkpoint (as published) for a registry name or a path."""
     path = _as_path(spec)
     if path is not None:
+        if path.is_dir():
+            raise WeightsSpecError(f"{path}: is a folder, not a weights file")
         if not path.is_file():
             raise WeightsSpecError(f"{path}: no such file")
         return path

@@ -80,10 +80,12 @@ def test_missing_source(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_unwritable_output(checkpoint: Path, tmp_path: Path) -> None:
+def test_output_that_is_a_folder(checkpoint: Path, tmp_path: Path) -> None:
     directory = tmp_path / "taken.safetensors"
     directory.mkdir()
-    assert_one_error_line(convert(checkpoint, "-o", directory, "--force"), 1, "cannot write")
+    for extra in ([], ["--force"]):
+        result = convert(checkpoint, "-o", directory, *extra)
+        assert_one_error_line(result, 2, str(directory), "is a folder")
     assert os.listdir(directory) == []
     assert sorted(os.listdir(tmp_path)) == [checkpoint.parent.name, directory.name]
 
