@@ -42,7 +42,8 @@ class OneLineErrors(TyperGroup):
             stderr.print(exc.ctx.get_help() if exc.ctx else str(exc), highlight=False)
             sys.exit(EXIT_USAGE)
         except ClickException as exc:
-            stderr.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False)
+            message = " ".join(exc.format_message().split())  # choices come one per line
+            stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
             context = getattr(exc, "ctx", None)
             if context is not None:
                 stderr.print(f"Try '{context.command_path} --help'.", highlight=False)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 import torch
-import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from spike2former.atomic import write_atomically
-from spike2former.datasets import FORMATS, DatasetError
+from spike2former.datasets import DatasetError
 from spike2former.metrics import SegmentationScores
 from spike2former.model_file import load_model
 from spike2former.training import DataSpec, evaluate, init_distributed
@@ -25,65 +24,53 @@ from spike2former.training.evaluate import default_stride
 from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .model_option import ModelOption, OfflineOption, model_path
+from .model_option import model_path
+from .options import (
+    DataOption,
+    DatasetFormatOption,
+    DeviceOption,
+    ImgszOption,
+    ModelOption,
+    OfflineOption,
+    QuietOption,
+    ThreadsOption,
+    option,
+)
 from .size_option import parse_size
 
 
 def evaluate_command(
-    data: Annotated[Path, typer.Option(metavar="DIR", help="Dataset root.", show_default=False)],
-    dataset_format: Annotated[
-        str,
-        typer.Option("--format", help=f"Dataset layout: {', '.join(FORMATS)}.", show_default=False),
-    ],
+    data: DataOption,
+    dataset_format: DatasetFormatOption,
     model: ModelOption = DEFAULT_MODEL,
-    split: Annotated[str, typer.Option(help="Split to score.")] = "val",
-    mode: Annotated[
-        str, typer.Option(help="whole (the official test) or slide (sliding windows).")
-    ] = "whole",
-    crop_size: Annotated[
-        str | None,
-        typer.Option(metavar="S|HxW", help="Slide window.", show_default="the test size"),
+    split: Annotated[str, option("--split")] = "val",
+    mode: Annotated[Literal["whole", "slide"], option("--mode")] = "whole",
+    window: Annotated[
+        str | None, option("--window", metavar="S|HxW", show_default="the test size")
     ] = None,
     stride: Annotated[
-        str | None,
-        typer.Option(metavar="S|HxW", help="Slide step.", show_default="2/3 of the window"),
+        str | None, option("--stride", metavar="S|HxW", show_default="2/3 of the window")
     ] = None,
-    imgsz: Annotated[
-        int | None,
-        typer.Option(min=1, help="Short side fed to the network.", show_default="the model's"),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[
-        int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
-    ] = 0,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the scores as JSON on stdout.")
-    ] = False,
-    save_predictions: Annotated[
+    imgsz: ImgszOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
+    json_output: Annotated[bool, option("--json", "The scores.")] = False,
+    output: Annotated[
         Path | None,
-        typer.Option(
+        option(
+            "--output",
+            "A folder for each image's predicted label map, as NAME.png.",
             metavar="DIR",
-            help="Write each predicted label map as DIR/NAME.png.",
             show_default=False,
         ),
     ] = None,
     offline: OfflineOption = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress or notes; results still print.")
-    ] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Score a model on a dataset split like mmseg's IoUMetric (percentages)."""
-    if dataset_format not in (*FORMATS, "cocostuff"):
-        raise fail(
-            f"unknown dataset format {dataset_format!r}; choose one of {', '.join(FORMATS)} "
-            "(or cocostuff, either COCO-Stuff layout)",
-            EXIT_USAGE,
-        )
-    if mode not in ("whole", "slide"):
-        raise fail(f"--mode is whole or slide, not {mode!r}", EXIT_USAGE)
-    if mode == "whole" and (crop_size or stride):
-        raise fail("--crop-size and --stride apply to --mode slide", EXIT_USAGE)
-    window = parse_size(crop_size, "--crop-size") if crop_size else None
+    if mode == "whole" and (window or stride):
+        raise fail("--window and --stride apply to --mode slide", EXIT_USAGE)
+    window_size = parse_size(window, "--window") if window else None
     step = parse_size(stride, "--stride") if stride else None
     if not data.is_dir():
         raise fail(f"--data {data}: no such directory", EXIT_USAGE)
@@ -106,18 +93,18 @@ def evaluate_command(
                     f"the dataset has {len(names)} classes but the model {classes}", EXIT_USAGE
                 )
             dataset = spec.build(split)
-            size = imgsz or network.config.test_size
-            if mode == "slide" and window is None:
+            size = network.config.test_size if imgsz is None else imgsz
+            if mode == "slide" and window_size is None:
                 if not size:
                     raise fail(
-                        "the model is evaluated at the images' own size: give --crop-size for "
+                        "the model is evaluated at the images' own size: give --window for "
                         "--mode slide",
                         EXIT_USAGE,
                     )
-                window = (size, size)
+                window_size = (size, size)
             if mode == "slide" and step is None:
-                step = default_stride(window)  # type: ignore[arg-type]
-            save = _prediction_writer(save_predictions) if save_predictions else None
+                step = default_stride(window_size)  # type: ignore[arg-type]
+            save = _prediction_writer(output) if output else None
             progress = Progress(
                 TextColumn("[progress.description]{task.description}"),
                 BarColumn(),
@@ -136,7 +123,7 @@ def evaluate_command(
                     context=context,
                     test_size=size,
                     mode=mode,  # type: ignore[arg-type]
-                    crop_size=window,
+                    crop_size=window_size,
                     stride=step,
                     on_prediction=save,
                     on_image=lambda: progress.advance(task),
@@ -151,8 +138,8 @@ def evaluate_command(
     stdout.print(_table(scores))
     if not quiet:
         detail = ""
-        if window and step:
-            detail = f" (window {window[0]}x{window[1]}, stride {step[0]}x{step[1]})"
+        if window_size and step:
+            detail = f" (window {window_size[0]}x{window_size[1]}, stride {step[0]}x{step[1]})"
         stderr.print(
             f"{len(dataset)} images of {escape(str(data))} ({split}), {mode} inference{detail}",
             highlight=False,

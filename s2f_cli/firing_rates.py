@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import typer
@@ -42,19 +42,20 @@ from spike2former.training.distributed import DistributedContext, DistributedErr
 from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .inference_options import (
+from .inference_options import load_for_inference, silence_opencv
+from .options import (
     DeviceOption,
     ImgszOption,
+    ModelOption,
+    OfflineOption,
     PrecisionOption,
+    QuietOption,
     RecursiveOption,
     ThreadsOption,
-    load_for_inference,
-    silence_opencv,
+    option,
 )
-from .model_option import ModelOption, OfflineOption
 
 EXIT_PARTIAL = 3
-FORMATS = ("table", "csv", "json")
 _TOP_MODULES = 10
 # Tables written to a file or a pipe are as wide as their longest layer name needs.
 _FILE_WIDTH = 160
@@ -77,43 +78,26 @@ def firing_rates(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     threads: ThreadsOption = 0,
-    limit: Annotated[
-        int | None,
-        typer.Option(min=1, help="Measure at most N images (video frames count as images)."),
-    ] = None,
-    output_format: Annotated[
-        str, typer.Option("--format", "-f", help="table, csv or json.")
-    ] = "table",
+    limit: Annotated[int | None, option("--limit", min=1)] = None,
+    json_report: Annotated[
+        bool, option("--json", "Definitions, settings, images, layers.")
+    ] = False,
+    csv_report: Annotated[bool, option("--csv")] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write the report here, not stdout."),
+        option("--output", "A file for the report, instead of stdout.", metavar="FILE"),
     ] = None,
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot", metavar="FILE.png", help="Also draw a bar chart of the per-layer rates."
-        ),
-    ] = None,
-    energy: Annotated[
-        bool,
-        typer.Option("--energy", help="Also estimate energy per module, part and image (slower)."),
-    ] = False,
-    stages: Annotated[
-        str,
-        typer.Option(
-            help="all: embed every decoder stage (official definition); last: only the last "
-            "stage, as s2f inference does."
-        ),
-    ] = "all",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    plot: Annotated[Path | None, option("--plot", metavar="FILE.png")] = None,
+    energy: Annotated[bool, option("--energy")] = False,
+    stages: Annotated[Literal["all", "last"], option("--stages")] = "all",
+    quiet: QuietOption = False,
 ) -> None:
     """Per-layer firing rates (and energy) of a model, each image a separate forward; under
     torchrun, spread over the processes."""
     silence_opencv()
-    if output_format not in FORMATS:
-        raise fail(f"--format takes one of {', '.join(FORMATS)}", EXIT_USAGE)
-    if stages not in ("all", "last"):
-        raise fail("--stages takes all or last", EXIT_USAGE)
+    if json_report and csv_report:
+        raise fail("--json and --csv both choose the report's format; give one", EXIT_USAGE)
+    output_format = "json" if json_report else "csv" if csv_report else "table"
     if plot is not None and plot.suffix.lower() != ".png":
         raise fail(f"{plot}: the plot is a PNG; use a .png name", EXIT_USAGE)
     launch = _launch()

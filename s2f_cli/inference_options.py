@@ -1,14 +1,12 @@
-"""Options and start-up shared by the commands that run a model on images (segment,
-firing-rates): their declarations, their checks and the model loading."""
+"""Start-up shared by the commands that run a model on images (segment, firing-rates): the checks
+of their device, precision and threads, and the model loading."""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
 
 import cv2
 import torch
-import typer
 
 from spike2former.errors import S2FError
 from spike2former.inference.devices import PRECISIONS, resolve_device
@@ -17,32 +15,6 @@ from spike2former.modeling.spike2former import Spike2Former
 
 from .console import EXIT_USAGE, fail, reported_errors
 from .model_option import model_path
-
-RecursiveOption = Annotated[
-    bool, typer.Option("--recursive", "-r", help="Look into sub-directories.")
-]
-ImgszOption = Annotated[
-    int | None,
-    typer.Option(
-        min=0,
-        help="Short side fed to the network; 0 keeps the native size.",
-        show_default="the model's test size",
-    ),
-]
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-PrecisionOption = Annotated[str, typer.Option(help="fp32, fp16, bf16 or fp64.")]
-MaxMemoryOption = Annotated[
-    float,
-    typer.Option(
-        min=0,
-        metavar="GB",
-        help="Host memory one forward pass may take; larger inputs are refused with a line "
-        "saying so. 0: whatever is free.",
-    ),
-]
-ThreadsOption = Annotated[
-    int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
-]
 
 
 def silence_opencv() -> None:

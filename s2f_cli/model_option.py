@@ -1,40 +1,17 @@
-"""``--model`` and ``--offline`` for every command that loads a model, and their resolution.
-
-Commands declare ``model: ModelOption = DEFAULT_MODEL`` and ``offline: OfflineOption`` and call
-``model_path(model, offline)``: a registry name or a path -> a local s2f model file, downloaded
-(with a progress bar) on first use.
-"""
+"""What ``--model`` and ``--offline`` name, resolved: ``model_path(model, offline)`` turns a
+registry name or a path into a local s2f model file, downloaded (with a progress bar) on first
+use."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from spike2former.errors import WeightsSpecError
-from spike2former.weights import DEFAULT_MODEL, resolve_backbone, resolve_model
+from spike2former.weights import resolve_backbone, resolve_model
 
 from .console import EXIT_USAGE, fail, reported_errors
 from .download_progress import download_progress
-
-ModelOption = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        metavar="NAME|PATH",
-        help="Registered model name (see `s2f models`; downloaded on first use) or the path of "
-        "an s2f model file.",
-        show_default=f"{DEFAULT_MODEL}, shipped with s2f",
-    ),
-]
-OfflineOption = Annotated[
-    bool,
-    typer.Option(
-        "--offline", help="Never download; use only cached or local files (also S2F_OFFLINE=1)."
-    ),
-]
+from .options import ModelOption, OfflineOption  # noqa: F401 - until train declares its own
 
 
 def model_path(spec: str, offline: bool = False) -> Path:

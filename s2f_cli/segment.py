@@ -54,17 +54,20 @@ from .console import (
     stderr,
     stdout,
 )
-from .inference_options import (
+from .inference_options import load_for_inference, silence_opencv
+from .options import (
     DeviceOption,
+    ForceOption,
     ImgszOption,
     MaxMemoryOption,
+    ModelOption,
+    OfflineOption,
     PrecisionOption,
+    QuietOption,
     RecursiveOption,
     ThreadsOption,
-    load_for_inference,
-    silence_opencv,
+    option,
 )
-from .model_option import ModelOption, OfflineOption
 from .run_dir import make_run_dir
 
 EXIT_PARTIAL = 3
@@ -81,73 +84,36 @@ def segment(
     ] = None,
     model: ModelOption = DEFAULT_MODEL,
     offline: OfflineOption = False,
-    from_list: Annotated[
-        str | None,
-        typer.Option("--from-list", metavar="FILE|-", help="Read more sources, one per line."),
-    ] = None,
+    from_list: Annotated[str | None, option("--from-list", metavar="FILE|-")] = None,
     recursive: RecursiveOption = False,
-    vid_stride: Annotated[int, typer.Option(min=1, help="Segment every N-th video frame.")] = 1,
+    vid_stride: Annotated[int, option("--vid-stride", min=1)] = 1,
     imgsz: ImgszOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
+    batch_size: Annotated[int, option("--batch-size", "One forward pass.", min=1)] = 1,
     max_memory: MaxMemoryOption = DEFAULT_MAX_MEMORY / 2**30,
     threads: ThreadsOption = 0,
-    compile_network: Annotated[
-        bool,
-        typer.Option(
-            "--compile",
-            help="Compile the network with torch.compile: faster for many inputs of one size; "
-            "the first pass of each size takes a minute or more.",
-        ),
-    ] = False,
+    compile_network: Annotated[bool, option("--compile")] = False,
     output: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--output",
-            "-o",
+            "A .png file for a single image (its label map), a folder otherwise; - writes the "
+            "label map of a single image to stdout.",
             metavar="PATH|-",
-            help="A .png file for a single image, a folder otherwise; - writes the label map of "
-            "a single image to stdout.",
         ),
     ] = None,
-    project: Annotated[Path, typer.Option(help="Parent folder of run folders.")] = Path(
-        "runs/segment"
-    ),
-    name: Annotated[str, typer.Option(help="Run folder name (predict, predict2, ...).")] = (
-        "predict"
-    ),
-    exist_ok: Annotated[
-        bool, typer.Option(help="Reuse PROJECT/NAME if it exists; replace an existing -o FILE.")
-    ] = False,
-    save: Annotated[
-        str,
-        typer.Option(
-            help=f"Comma-separated outputs: {', '.join(OUTPUT_KINDS)} (videos: all but logits)."
-        ),
-    ] = "mask,overlay",
-    opacity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
-    legend: Annotated[bool, typer.Option(help="Draw a class legend on overlays.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
-    json_lines: Annotated[
-        bool, typer.Option("--json", help="Print one JSON record per input on stdout.")
-    ] = False,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            metavar="K/N",
-            help="Process share K (0 to N-1) of N of the inputs, into the -o folder all shares "
-            "write to; under torchrun or with RANK/WORLD_SIZE set, the share is theirs.",
-            show_default=False,
-        ),
-    ] = None,
-    skip_existing: Annotated[
-        bool,
-        typer.Option(
-            help="Skip inputs whose results in the output folder are complete (from an earlier "
-            "or interrupted run); the summary keeps their records."
-        ),
-    ] = False,
+    project: Annotated[Path, option("--project")] = Path("runs/segment"),
+    name: Annotated[str, option("--name")] = "predict",
+    exist_ok: Annotated[bool, option("--exist-ok")] = False,
+    force: ForceOption = False,
+    save: Annotated[str, option("--save")] = "mask,overlay",
+    opacity: Annotated[float, option("--opacity", min=0.0, max=1.0)] = 0.5,
+    legend: Annotated[bool, option("--legend")] = False,
+    quiet: QuietOption = False,
+    json_lines: Annotated[bool, option("--json", "One record per input.")] = False,
+    shard: Annotated[str | None, option("--shard", metavar="K/N", show_default=False)] = None,
+    skip_existing: Annotated[bool, option("--skip-existing")] = False,
 ) -> None:
     """Segment images and videos; results go to a new run folder unless -o says otherwise."""
     silence_opencv()
@@ -170,8 +136,8 @@ def segment(
             raise fail("--json and -o - both write to stdout; choose one", EXIT_USAGE)
     _check_sharding(share, output, to_stdout or label_file is not None, all_items)
     _check_kinds(all_items, kinds)
-    if label_file is not None and label_file.exists() and not exist_ok:
-        raise fail(f"{label_file}: exists; pass --exist-ok to replace it", EXIT_USAGE)
+    if label_file is not None and label_file.exists() and not force:
+        raise fail(f"{label_file}: exists; pass --force to replace it", EXIT_USAGE)
     if skip_existing and (output is None or to_stdout or label_file is not None) and not exist_ok:
         raise fail(
             "--skip-existing continues an earlier run: give its folder with -o FOLDER "

@@ -111,7 +111,7 @@ def test_segment_uses_it_by_default(tmp_path: Path) -> None:
 
 
 def test_firing_rates_and_eval_use_it_by_default(tmp_path: Path) -> None:
-    result = run("firing-rates", SCENES[0], "-f", "json", "-o", tmp_path / "r.json")
+    result = run("firing-rates", SCENES[0], "--json", "-o", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["model"] == DEFAULT_MODEL
     data = examples_dataset(tmp_path / "data", SCENES, ("test",))

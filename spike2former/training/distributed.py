@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import S2FError
+from ..inference.devices import resolve_device
 
 
 class DistributedError(S2FError):
@@ -53,16 +54,23 @@ def launched_by_torchrun() -> bool:
 def init_distributed(device: str = "auto") -> DistributedContext:
     """Join the process group torchrun describes (if any) and choose this process's device.
 
-    ``device``: ``auto`` (CUDA when available, else CPU), ``cpu``, or ``cuda``; under torchrun
-    each process takes GPU ``LOCAL_RANK``. Backend: NCCL for CUDA, gloo for CPU.
+    ``device``: any name ``inference.devices.resolve_device`` takes (``auto``: CUDA, then MPS,
+    then CPU). Under torchrun each process takes GPU ``LOCAL_RANK`` (so ``cuda:N`` and ``mps``,
+    which name one device for all processes, are refused there). Backend: NCCL for CUDA, gloo
+    for CPU.
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise DistributedError(f"unknown device {device!r}; use auto, cpu or cuda")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise DistributedError("device 'cuda' requested but CUDA is not available here")
+    try:
+        single = resolve_device(device)
+    except S2FError as exc:
+        raise DistributedError(str(exc)) from None
+    use_cuda = single.type == "cuda"
     if not launched_by_torchrun():
-        return DistributedContext(device=torch.device("cuda" if use_cuda else "cpu"))
+        return DistributedContext(device=single)
+    if single.type == "mps" or single.index is not None:
+        raise DistributedError(
+            f"device {device!r} names one device for every process; under torchrun use cuda "
+            "(each process takes GPU LOCAL_RANK) or cpu"
+        )
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     if missing:
         raise DistributedError(

@@ -19,12 +19,15 @@ def errors(result: Result) -> list[str]:
 
 
 def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
-    """Exit ``code``, nothing on stdout, one ``error:`` line on stderr and no traceback."""
+    """Exit ``code``, nothing on stdout, one ``error:`` line on stderr (usage errors found while
+    parsing add one ``Try 's2f COMMAND --help'.`` line) and no traceback."""
     assert result.exit_code == code, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     assert lines(result.stdout) == []
     shown = lines(result.stderr)
+    if len(shown) == 2 and re.fullmatch(r"Try '.+ --help'\.", shown[1]):
+        shown = shown[:1]
     assert len(shown) == 1, shown
     assert shown[0].startswith("error: ")
     for fragment in fragments:

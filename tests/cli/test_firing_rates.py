@@ -26,6 +26,7 @@ from spike2former import build_model, save_model
 from spike2former.convert import convert_checkpoint
 from spike2former.firing.parts import PARTS
 from spike2former.modeling.neuron import SpikingNeuron
+from tests.cli.assertions import assert_one_error_line, errors, lines
 from tests.helpers import make_model, random_rgb, small_config, write_image, write_video
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official_tiny_v3"
@@ -36,24 +37,6 @@ NEURON_LAYERS = sum(isinstance(m, SpikingNeuron) for m in build_model(small_conf
 
 def firing_rates(*args: str | Path, input: bytes | None = None) -> Result:
     return CliRunner().invoke(app, ["firing-rates", *map(str, args)], input=input)
-
-
-def lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def errors(result: Result) -> list[str]:
-    return [line for line in lines(result.stderr) if line.startswith("error: ")]
-
-
-def assert_one_error_line(result: Result, code: int, *fragments: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    shown = lines(result.stderr)
-    assert len(shown) == 1 and shown[0].startswith("error: "), shown
-    for fragment in fragments:
-        assert fragment in shown[0], shown[0]
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +62,7 @@ def json_report(result: Result) -> dict:
 
 
 def test_json_report(model: Path, inputs: Path) -> None:
-    report = json_report(firing_rates(inputs, "-m", model, *NATIVE, "--format", "json", "-q"))
+    report = json_report(firing_rates(inputs, "-m", model, *NATIVE, "--json", "-q"))
     assert set(report["definitions"]) >= {"mean_count", "rate", "zero_frac", "sat_frac", "D"}
     settings = report["settings"]
     assert (settings["images"], settings["failed"], settings["imgsz"]) == (2, 0, 0)
@@ -100,7 +83,7 @@ def test_json_report(model: Path, inputs: Path) -> None:
 
 
 def test_energy_report(model: Path, inputs: Path) -> None:
-    args = (inputs / "a.jpg", "-m", model, *NATIVE, "--format", "json", "--energy", "-q")
+    args = (inputs / "a.jpg", "-m", model, *NATIVE, "--json", "--energy", "-q")
     energy = json_report(firing_rates(*args))["energy"]
     assert energy["constants_pj"] == {"mac_pj": 4.6, "ac_pj": 0.9}
     assert {rule["rule"] for rule in energy["accounting"]} >= {"spike x weights", "real"}
@@ -136,7 +119,7 @@ def test_table(model: Path, inputs: Path) -> None:
 def test_csv_and_atomic_output_file(model: Path, inputs: Path, tmp_path: Path) -> None:
     target = tmp_path / "report.csv"
     target.write_text("old contents")
-    result = firing_rates(inputs, "-m", model, *NATIVE, "-f", "csv", "-o", target, "--energy")
+    result = firing_rates(inputs, "-m", model, *NATIVE, "--csv", "-o", target, "--energy")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "report.csv"]  # no temp files
@@ -170,15 +153,13 @@ def test_table_to_a_file_and_the_plot(model: Path, inputs: Path, tmp_path: Path)
 def test_limit_stdin_and_last_stage(model: Path, inputs: Path) -> None:
     data = (inputs / "b.png").read_bytes()
     report = json_report(
-        firing_rates(
-            "-", inputs, "-m", model, *NATIVE, "-f", "json", "--limit", "2", "-q", input=data
-        )
+        firing_rates("-", inputs, "-m", model, *NATIVE, "--json", "--limit", "2", "-q", input=data)
     )
     assert [r["path"] for r in report["images"]] == ["<stdin>", str(inputs / "a.jpg")]
     last = json_report(
-        firing_rates(inputs / "a.jpg", "-m", model, *NATIVE, "-f", "json", "--stages", "last")
+        firing_rates(inputs / "a.jpg", "-m", model, *NATIVE, "--json", "--stages", "last")
     )
-    every = json_report(firing_rates(inputs / "a.jpg", "-m", model, *NATIVE, "-f", "json"))
+    every = json_report(firing_rates(inputs / "a.jpg", "-m", model, *NATIVE, "--json"))
     assert last["settings"]["stages"].startswith("last decoder stage only")
     outputs = {layer["name"]: layer["outputs"] for layer in every["layers"]}
     for layer in last["layers"]:
@@ -188,7 +169,7 @@ def test_limit_stdin_and_last_stage(model: Path, inputs: Path) -> None:
 
 def test_video_frames_count_as_images(model: Path, tmp_path: Path) -> None:
     video = write_video(tmp_path / "clip.mp4", frames=3)
-    report = json_report(firing_rates(video, "-m", model, *NATIVE, "-f", "json", "-q"))
+    report = json_report(firing_rates(video, "-m", model, *NATIVE, "--json", "-q"))
     assert [r["path"] for r in report["images"]] == [f"{video}#{i}" for i in range(3)]
 
 
@@ -203,7 +184,7 @@ def test_bad_inputs_fail_alone(model: Path, inputs: Path, tmp_path: Path) -> Non
     for name, (data, _) in bad.items():
         (inputs / name).write_bytes(data)
     out = tmp_path / "report.json"
-    result = firing_rates(inputs, "-m", model, *NATIVE, "-f", "json", "-o", out)
+    result = firing_rates(inputs, "-m", model, *NATIVE, "--json", "-o", out)
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output
     shown = errors(result)
@@ -222,7 +203,7 @@ def test_bad_inputs_fail_alone(model: Path, inputs: Path, tmp_path: Path) -> Non
 
 def test_nothing_measurable_writes_nothing(model: Path, tmp_path: Path) -> None:
     (tmp_path / "x.png").write_bytes(b"")
-    result = firing_rates(tmp_path / "x.png", "-m", model, "-o", tmp_path / "r.json", "-f", "json")
+    result = firing_rates(tmp_path / "x.png", "-m", model, "-o", tmp_path / "r.json", "--json")
     assert result.exit_code == 3
     assert errors(result) == [f"error: {tmp_path / 'x.png'}: empty file"]
     assert not (tmp_path / "r.json").exists()
@@ -232,7 +213,9 @@ def test_usage_and_fatal_errors(model: Path, inputs: Path, tmp_path: Path) -> No
     assert_one_error_line(firing_rates(inputs, "-m", "nothing"), 2, "'nothing' is neither a file")
     assert_one_error_line(firing_rates(tmp_path / "absent.jpg", "-m", model), 2, "no such file")
     assert_one_error_line(firing_rates("-m", model), 2, "nothing to measure")
-    assert_one_error_line(firing_rates(inputs, "-m", model, "-f", "xml"), 2, "--format")
+    assert_one_error_line(
+        firing_rates(inputs, "-m", model, "--json", "--csv"), 2, "--json and --csv"
+    )
     assert_one_error_line(firing_rates(inputs, "-m", model, "--stages", "some"), 2, "--stages")
     assert_one_error_line(firing_rates(inputs, "-m", model, "--plot", "p.jpg"), 2, ".png")
     assert_one_error_line(firing_rates(inputs, "-m", model, "--device", "tpu"), 2, "tpu")
@@ -256,7 +239,7 @@ def test_fixture_images_reproduce_the_official_table(tmp_path: Path) -> None:
     convert_checkpoint(FIXTURE / "weights.safetensors", model)
     images = load_file(str(FIXTURE / "io.safetensors"))["input_image_uint8"].numpy()
     paths = [write_image(tmp_path / f"{i}.png", image) for i, image in enumerate(images)]
-    result = firing_rates(*paths, "-m", model, *NATIVE, "--precision", "fp64", "-f", "json")
+    result = firing_rates(*paths, "-m", model, *NATIVE, "--precision", "fp64", "--json")
     layers = {layer["name"]: layer for layer in json_report(result)["layers"]}
     official = json.loads((FIXTURE / "meta.json").read_text())["firing"]
     assert set(layers) == set(official)
@@ -272,7 +255,7 @@ def test_python_m_s2f_cli(model: Path, inputs: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
     completed = subprocess.run(
         [sys.executable, "-m", "s2f_cli", "firing-rates", str(inputs), "-m", str(model)]
-        + [*NATIVE, "-f", "csv"],
+        + [*NATIVE, "--csv"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -291,9 +274,9 @@ def test_python_m_s2f_cli(model: Path, inputs: Path, tmp_path: Path) -> None:
 
 def test_a_conventional_model_is_flagged(inputs: Path, tmp_path: Path) -> None:
     path = save_model(make_model(small_config(spiking=False)), tmp_path / "conventional.st")
-    result = firing_rates(inputs / "a.jpg", "-m", path, "--imgsz", "0", "-f", "json")
+    result = firing_rates(inputs / "a.jpg", "-m", path, "--imgsz", "0", "--json")
     assert result.exit_code == 0, result.output
     assert "the model is conventional" in result.stderr
     spiking = save_model(make_model(small_config()), tmp_path / "spiking.st")
-    result = firing_rates(inputs / "a.jpg", "-m", spiking, "--imgsz", "0", "-f", "json")
+    result = firing_rates(inputs / "a.jpg", "-m", spiking, "--imgsz", "0", "--json")
     assert result.exit_code == 0 and "conventional (real-valued" not in result.stderr

@@ -718,9 +718,9 @@ def test_o_naming_a_folder_or_an_existing_file(model: Path, inputs: Path, tmp_pa
     existing = tmp_path / "notes.png"
     existing.write_bytes(b"the user's own file")
     refused = segment(image, "-m", model, *NATIVE, "-o", existing)
-    assert_one_error_line(refused, 2, "exists; pass --exist-ok")
+    assert_one_error_line(refused, 2, "exists; pass --force")
     assert existing.read_bytes() == b"the user's own file"
-    replaced = segment(image, "-m", model, *NATIVE, "-o", existing, "--exist-ok", "-q")
+    replaced = segment(image, "-m", model, *NATIVE, "-o", existing, "--force", "-q")
     assert replaced.exit_code == 0, replaced.output
     assert np.array_equal(png_array(existing), labels_of(model, image))
 

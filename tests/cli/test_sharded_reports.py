@@ -132,7 +132,7 @@ def timeless(report: dict) -> dict:
 def test_firing_rates_of_two_processes_equal_one(model: Path, inputs: Path, tmp_path: Path) -> None:
     """Counts, floating sums, per-image records (input order) and failures: all equal; rank 0
     alone writes the report and the plot."""
-    options = ("-m", model, "--imgsz", "0", "--energy", "-f", "json", *ONE_THREAD)
+    options = ("-m", model, "--imgsz", "0", "--energy", "--json", *ONE_THREAD)
     one = invoke("firing-rates", inputs, *options, "-o", tmp_path / "one.json")
     assert one.exit_code == 3, one.output  # the corrupt file
     plot = tmp_path / "two.png"
@@ -160,7 +160,7 @@ def test_firing_rates_limit_over_two_processes(model: Path, inputs: Path) -> Non
     """``--limit`` takes the first inputs of the job before they are shared out (CSV on
     stdout, only from rank 0)."""
     files = [inputs / name for name in ("img0.png", "broken.jpg", "img1.jpg", "img2.png")]
-    options = ("-m", model, "--imgsz", "0", "-f", "csv", "--limit", "3", *ONE_THREAD)
+    options = ("-m", model, "--imgsz", "0", "--csv", "--limit", "3", *ONE_THREAD)
     one = invoke("firing-rates", *files, *options)
     assert one.exit_code == 3, one.output
     two = torchrun("firing-rates", *files, *options)

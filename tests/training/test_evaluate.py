@@ -21,6 +21,7 @@ from spike2former.config import ModelConfig
 from spike2former.inference.preprocess import MEAN_RGB, STD_RGB
 from spike2former.training import DataSpec, evaluate
 from spike2former.training.evaluate import default_stride, slide_scores, whole_scores
+from tests.cli.assertions import assert_one_error_line
 from tests.helpers import small_config
 
 NAMES = ("sky", "tree", "road", "boat")
@@ -158,7 +159,7 @@ def test_eval_json(dataset_root: Path, patched_cli: None, tmp_path: Path) -> Non
     predictions = tmp_path / "predictions"
     result = run_eval(
         "--model", "stub", "--data", dataset_root, "--format", "folder", "--json",
-        "--save-predictions", predictions,
+        "-o", predictions,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -187,21 +188,18 @@ def test_eval_table(dataset_root: Path, patched_cli: None) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--format", "kitti"], "unknown dataset format 'kitti'"),
-        (["--format", "folder", "--mode", "tiles"], "--mode is whole or slide"),
-        (["--format", "folder", "--crop-size", "64"], "apply to --mode slide"),
+        (["--format", "kitti"], "'kitti' is not one of 'ade20k'"),
+        (["--format", "folder", "--mode", "tiles"], "'tiles' is not one of 'whole', 'slide'"),
+        (["--format", "folder", "--window", "64"], "apply to --mode slide"),
         (["--format", "folder", "--mode", "slide", "--stride", "0"], "--stride takes S or HxW"),
-        (["--format", "folder", "--mode", "slide"], "give --crop-size for --mode slide"),
+        (["--format", "folder", "--mode", "slide"], "give --window for --mode slide"),
     ],
 )
 def test_eval_usage_errors(
     dataset_root: Path, patched_cli: None, args: list[str], fragment: str
 ) -> None:
     result = run_eval("--model", "stub", "--data", dataset_root, *args)
-    assert result.exit_code == 2, result.output
-    lines = [line for line in ANSI.sub("", result.stderr).splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
-    assert result.stdout == ""
+    assert_one_error_line(result, 2, fragment)
 
 
 def test_eval_missing_data_and_split(dataset_root: Path, patched_cli: None, tmp_path: Path) -> None:
