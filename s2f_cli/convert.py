@@ -14,6 +14,7 @@ from spike2former.convert import convert_checkpoint
 from spike2former.datasets.metadata import DATASET_CLASSES
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .options import ForceOption, QuietOption, option
 
 
 def convert(
@@ -27,41 +28,23 @@ def convert(
     ],
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Model file to write.",
-            show_default="SOURCE_STEM.s2f.safetensors",
-        ),
+        option("--output", "The model file.", show_default="SOURCE_STEM.s2f.safetensors"),
     ] = None,
     time_steps: Annotated[
         int,
-        typer.Option(
+        option(
             "--time-steps",
-            "-T",
+            "4 for the official COCO-Stuff models; not stored in checkpoints.",
             min=1,
-            help="Real time steps T the model was trained with "
-            "(4 for the official COCO-Stuff models; not stored in checkpoints).",
         ),
     ] = 1,
-    class_names: Annotated[
-        Path | None,
-        typer.Option("--class-names", help="Text file with one class name per line, to store."),
-    ] = None,
+    class_names: Annotated[Path | None, option("--class-names")] = None,
     dataset: Annotated[
         str | None,
-        typer.Option(
-            "--dataset",
-            metavar="NAME",
-            help=f"Store the class names of a known dataset: {', '.join(DATASET_CLASSES)}.",
-        ),
+        option("--dataset", f"One of {', '.join(DATASET_CLASSES)}.", metavar="NAME"),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing output file.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only the output path.")
-    ] = False,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Convert an official checkpoint; the architecture is read off its keys and shapes."""
     if source.is_dir():

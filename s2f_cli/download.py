@@ -12,6 +12,7 @@ from spike2former.weights import download as download_weights
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .download_progress import download_progress
+from .options import OfflineOption, QuietOption, option
 
 _CHECKS = {
     "published": "published SHA-256 verified",
@@ -31,33 +32,19 @@ def download(
             show_default=False,
         ),
     ],
-    sha256: Annotated[
-        str | None,
-        typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the downloaded file."),
-    ] = None,
+    sha256: Annotated[str | None, option("--sha256", metavar="HEX")] = None,
     name: Annotated[
         str | None,
-        typer.Option(
-            "--name",
-            help="Name in the cache, for URLs and paths; a registry name also applies that "
-            "entry's checksum, time steps and class names.",
+        option(
+            "--cache-name",
+            "A registry name also applies that entry's checksum, time steps and class names.",
             show_default="the file name without its suffix",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Download again even if the name is cached.")
-    ] = False,
-    offline: Annotated[
-        bool,
-        typer.Option("--offline", help="Never use the network (also S2F_OFFLINE=1)."),
-    ] = False,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", min=0.01, help="Seconds to wait for a connection or data."),
-    ] = DEFAULT_TIMEOUT,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only the path of the cached file.")
-    ] = False,
+    force: Annotated[bool, option("--force", "(The cached file: download it again.)")] = False,
+    offline: OfflineOption = False,
+    timeout: Annotated[float, option("--timeout", min=0.01)] = DEFAULT_TIMEOUT,
+    quiet: QuietOption = False,
 ) -> None:
     """Download checked weights into the cache; print the cached file's path last on stdout.
 

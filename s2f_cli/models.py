@@ -14,12 +14,11 @@ from rich.table import Table
 from spike2former.weights import Cache, catalog
 
 from .console import reported_errors, stdout
+from .options import option
 
 
 def models(
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print JSON (registry fields plus 'cached').")
-    ] = False,
+    json_output: Annotated[bool, option("--json", "Registry fields plus 'cached'.")] = False,
 ) -> None:
     """List the known weights and the cached files (size, SHA-256, path)."""
     cache = Cache()

@@ -373,7 +373,7 @@ def test_a_url_whose_file_name_would_escape_needs_a_name(
     server: WeightsServer, home: Home, payloads: Payloads
 ) -> None:
     url = server.add("/%2e%2e", Route(payloads.official))
-    with pytest.raises(WeightsSpecError, match="pass --name NAME"):
+    with pytest.raises(WeightsSpecError, match="pass --cache-name NAME"):
         download(url)
     assert download(url, name="fine").path.parent == home.cache / "models"
 
@@ -399,7 +399,7 @@ def test_manual_download_entry(home: Home, payloads: Payloads) -> None:
         download("sdtv3-19m-imagenet")
     message = one_line(exc)
     assert "drive.google.com/file/d/1pSGCOzrZNgHDxQXAp-Uelx61snIbQC1H" in message
-    assert "s2f download FILE --name sdtv3-19m-imagenet" in message
+    assert "s2f download FILE --cache-name sdtv3-19m-imagenet" in message
     assert not home.cache.exists()
 
     local = home.inputs / "E_19M_T4_checkpoint-197.pth"
@@ -426,7 +426,7 @@ def test_offline_mode_names_the_file_and_the_place(
             call()
         message = one_line(exc)
         assert url in message and str(target) in message
-        assert "s2f download FILE --name tiny" in message
+        assert "s2f download FILE --cache-name tiny" in message
     with pytest.raises(OfflineError):
         resolve_model("tiny", offline=True)
     assert server.log == [] and not home.cache.exists()

@@ -103,7 +103,7 @@ def download(
             raise OfflineError(offline_message(plan.entry, cache))
         raise OfflineError(
             f"{plan.source}: downloads are off (--offline or S2F_OFFLINE=1); fetch the file "
-            f"elsewhere and run `s2f download FILE --name {plan.name}`"
+            f"elsewhere and run `s2f download FILE --cache-name {plan.name}`"
         )
     with cache.downloading(plan.name):
         partial = cache.partial_path(plan.name)
@@ -155,7 +155,7 @@ def _plan(
     if location is None:  # a registry name
         if name is not None and name != source:
             raise WeightsSpecError(
-                f"{source!r} is a registry name; --name only names URLs and local files"
+                f"{source!r} is a registry name; --cache-name only names URLs and local files"
             )
         entry = registry.get(check_name(source))
         if entry is None:
@@ -230,7 +230,7 @@ def _name_from(source: str) -> str:
         return check_name(last)
     except WeightsSpecError:
         raise WeightsSpecError(
-            f"{source}: cannot name the cached file after {last!r}; pass --name NAME"
+            f"{source}: cannot name the cached file after {last!r}; pass --cache-name NAME"
         ) from None
 
 
@@ -278,6 +278,6 @@ def _manual_message(entry: WeightsEntry, cache: Cache) -> str:
     url = entry.urls[0]
     return (
         f"{entry.name} has no direct download: open {url} in a browser (see {entry.source}), "
-        f"download the file, then run `s2f download FILE --name {entry.name}`"
+        f"download the file, then run `s2f download FILE --cache-name {entry.name}`"
         f" to check it and put it in {cache.root}"
     )

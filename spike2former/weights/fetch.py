@@ -264,7 +264,7 @@ def html_message(url: str) -> str:
     return (
         f"{url}: a web page, not a checkpoint (share links of Google Drive or "
         "Baidu Netdisk are pages: download the file in a browser, then run "
-        "`s2f download FILE --name NAME`)"
+        "`s2f download FILE --cache-name NAME`)"
     )
 
 

@@ -27,6 +27,6 @@ def offline_message(entry: WeightsEntry, cache: Cache) -> str:
     return (
         f"{entry.name} is not in the cache and downloads are off (--offline or S2F_OFFLINE=1): "
         f"get {entry.urls[0]} on a machine with internet access, then run "
-        f"`s2f download FILE --name {entry.name}` here (it checks the file and stores it), "
+        f"`s2f download FILE --cache-name {entry.name}` here (it checks the file and stores it), "
         f"{place}"
     )

@@ -88,15 +88,15 @@ def test_slow_server_times_out(server: WeightsServer, home: Home, payloads: Payl
 
 def test_web_page(server: WeightsServer, home: Home) -> None:
     url = server.add("/view", Route(b"<html><body>sign in</body></html>", content_type="text/html"))
-    assert_one_error_line(s2f("download", url, "--name", "drive"), 1, "web page")
+    assert_one_error_line(s2f("download", url, "--cache-name", "drive"), 1, "web page")
     assert home.finals() == [] and home.partials() == []
 
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--name", "../escape"], "invalid weights name"),
-        (["--name", "/etc/passwd"], "invalid weights name"),
+        (["--cache-name", "../escape"], "invalid weights name"),
+        (["--cache-name", "/etc/passwd"], "invalid weights name"),
         (["--sha256", "xyz"], "64 hexadecimal digits"),
     ],
 )
@@ -114,7 +114,7 @@ def test_unknown_name_and_manual_entry(home: Home) -> None:
         s2f("download", "sdtv2-15m-imagenet"),
         1,
         "pan.baidu.com/s/1utTHItl5PdcCaKfyZY_XLA",
-        "--name sdtv2-15m-imagenet",
+        "--cache-name sdtv2-15m-imagenet",
     )
     assert not home.cache.exists()
 
@@ -137,7 +137,7 @@ def test_models(server: WeightsServer, home: Home, payloads: Payloads) -> None:
     assert "spike2former-sdtv2-ade20k" in empty.stdout and "Nothing cached" in empty.stdout
 
     url = server.add("/m.pth", Route(payloads.official))
-    assert s2f("download", url, "--name", "mine", "-q").exit_code == 0
+    assert s2f("download", url, "--cache-name", "mine", "-q").exit_code == 0
     table = s2f("models")
     assert table.exit_code == 0 and "mine" in table.stdout
 
@@ -188,7 +188,7 @@ def test_python_m_s2f_cli(tmp_path: Path, payloads: Payloads) -> None:
     env = {k: v for k, v in os.environ.items() if k != "FORCE_COLOR"}
     env.update(S2F_HOME=str(cache), HOME=str(tmp_path / "user"))
     completed = subprocess.run(
-        [sys.executable, "-m", "s2f_cli", "download", source.as_uri(), "--name", "official"],
+        [sys.executable, "-m", "s2f_cli", "download", source.as_uri(), "--cache-name", "official"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

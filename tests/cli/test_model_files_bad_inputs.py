@@ -58,7 +58,7 @@ def in_folder(build: Callable[[Path], Path], folder: Path) -> Path:
 def test_download_refuses_hostile_model_files(home: Home, case: str) -> None:
     build, fragments = BAD_MODEL_METADATA[case]
     path = build(home.inputs)
-    line = assert_one_error_line(s2f("download", path, "--name", "bad"), 1, str(path))
+    line = assert_one_error_line(s2f("download", path, "--cache-name", "bad"), 1, str(path))
     if case not in GARBLED_HEADERS:
         assert "a damaged s2f model file" in line and "not cached" in line
         assert all(fragment in line for fragment in fragments), line
@@ -178,7 +178,7 @@ def test_hostile_sizes_under_an_address_space_limit(
     path = in_folder(build, tmp_path / "in")
     args: list[str | Path] = {
         "segment": [SCENE, "--model", path],
-        "download": [path, "--name", "bad"],
+        "download": [path, "--cache-name", "bad"],
         "convert": [path, "-o", tmp_path / "m.safetensors"],
     }[command]
     before = files_under(tmp_path)
@@ -207,7 +207,7 @@ def test_convert_onto_a_full_disk(checkpoint: Path, tmp_path: Path) -> None:
 def test_download_onto_a_full_disk(tmp_path: Path) -> None:
     source = write_official_checkpoint(tmp_path / "official.pth")
     code, shown = run_limited(
-        64 * 1024, resource.RLIMIT_FSIZE, "download", source, "--name", "m", home=tmp_path
+        64 * 1024, resource.RLIMIT_FSIZE, "download", source, "--cache-name", "m", home=tmp_path
     )
     assert code == 1 and len(shown) == 1, shown
     assert shown[0].startswith(f"error: {source}: cannot copy the file into the cache")
