@@ -11,6 +11,7 @@ from types import FrameType
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from spike2former.errors import S2FError
 
@@ -20,6 +21,7 @@ stderr = Console(stderr=True, soft_wrap=True, emoji=False)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_PARTIAL = 3  # finished, but some inputs failed (each reported in its own line)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
@@ -55,3 +57,17 @@ def interrupted_by_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def progress_bar(live: bool) -> Progress:
+    """The bar every command shows on stderr while it works through its inputs (``live``:
+    shown; off for -q and when stderr is not a terminal), gone when done."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        disable=not live,
+        transient=True,
+    )

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import torch
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from spike2former.atomic import write_atomically
@@ -23,7 +22,7 @@ from spike2former.training.distributed import DistributedError, shutdown
 from spike2former.training.evaluate import default_stride
 from spike2former.weights import DEFAULT_MODEL
 
-from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .console import EXIT_USAGE, fail, progress_bar, reported_errors, stderr, stdout
 from .model_option import model_path
 from .options import (
     DataOption,
@@ -105,15 +104,8 @@ def evaluate_command(
             if mode == "slide" and step is None:
                 step = default_stride(window_size)  # type: ignore[arg-type]
             save = _prediction_writer(output) if output else None
-            progress = Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=stderr,
-                disable=quiet or not context.is_main or not stderr.is_terminal,
-                transient=True,
-            )
+            live = not quiet and context.is_main and stderr.is_terminal
+            progress = progress_bar(live)
             shard = len(range(context.rank, len(dataset), context.world_size))
             with progress:
                 task = progress.add_task("evaluating", total=shard)

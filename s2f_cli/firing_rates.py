@@ -18,7 +18,6 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from spike2former.atomic import write_atomically
@@ -41,21 +40,19 @@ from spike2former.training import init_distributed
 from spike2former.training.distributed import DistributedContext, DistributedError, shutdown
 from spike2former.weights import DEFAULT_MODEL
 
-from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .inference_options import load_for_inference, silence_opencv
-from .options import (
-    DeviceOption,
-    ImgszOption,
-    ModelOption,
-    OfflineOption,
-    PrecisionOption,
-    QuietOption,
-    RecursiveOption,
-    ThreadsOption,
-    option,
+from . import options
+from .console import (
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    fail,
+    progress_bar,
+    reported_errors,
+    stderr,
+    stdout,
 )
+from .inference_options import load_for_inference, silence_opencv
+from .options import option
 
-EXIT_PARTIAL = 3
 _TOP_MODULES = 10
 # Tables written to a file or a pipe are as wide as their longest layer name needs.
 _FILE_WIDTH = 160
@@ -71,13 +68,13 @@ def firing_rates(
             show_default=False,
         ),
     ] = None,
-    model: ModelOption = DEFAULT_MODEL,
-    offline: OfflineOption = False,
-    recursive: RecursiveOption = False,
-    imgsz: ImgszOption = None,
-    device: DeviceOption = "auto",
-    precision: PrecisionOption = "fp32",
-    threads: ThreadsOption = 0,
+    model: options.ModelOption = DEFAULT_MODEL,
+    offline: options.OfflineOption = False,
+    recursive: options.RecursiveOption = False,
+    imgsz: options.ImgszOption = None,
+    device: options.DeviceOption = "auto",
+    precision: options.PrecisionOption = "fp32",
+    threads: options.ThreadsOption = 0,
     limit: Annotated[int | None, option("--limit", min=1)] = None,
     json_report: Annotated[
         bool, option("--json", "Definitions, settings, images, layers.")
@@ -90,7 +87,7 @@ def firing_rates(
     plot: Annotated[Path | None, option("--plot", metavar="FILE.png")] = None,
     energy: Annotated[bool, option("--energy")] = False,
     stages: Annotated[Literal["all", "last"], option("--stages")] = "all",
-    quiet: QuietOption = False,
+    quiet: options.QuietOption = False,
 ) -> None:
     """Per-layer firing rates (and energy) of a model, each image a separate forward; under
     torchrun, spread over the processes."""
@@ -259,15 +256,7 @@ def _measure(
 ) -> bool:
     """Measure every input (up to ``limit``); returns whether Ctrl-C stopped the run."""
     live = not quiet and stderr.is_terminal
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=not live,
-        transient=True,
-    )
+    progress = progress_bar(live)
     total = limit if limit is not None and limit < len(items) else None
     task = progress.add_task("measuring", total=total or len(items))
     with progress:

@@ -11,7 +11,6 @@ from typing import Annotated
 import torch
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from spike2former.inference.job import (
     OUTPUT_KINDS,
@@ -47,9 +46,11 @@ from spike2former.inference.sources import (
 from spike2former.weights import DEFAULT_MODEL
 
 from .console import (
+    EXIT_PARTIAL,
     EXIT_USAGE,
     fail,
     interrupted_by_sigterm,
+    progress_bar,
     reported_errors,
     stderr,
     stdout,
@@ -69,8 +70,6 @@ from .options import (
     option,
 )
 from .run_dir import make_run_dir
-
-EXIT_PARTIAL = 3
 
 
 def segment(
@@ -331,15 +330,7 @@ def _run(
     launcher's SIGTERM) stopped it."""
     records: list[Record] = []
     live = not quiet and stderr.is_terminal
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=not live,
-        transient=True,
-    )
+    progress = progress_bar(live)
     total = sum(_frame_total(s, vid_stride) if s.kind == "video" else 1 for s in items)
     task = progress.add_task("segmenting", total=total)
 

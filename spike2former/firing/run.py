@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..inference.devices import PRECISIONS, resolve_device, resolve_precision
+from ..inference.devices import place, precision_name
 from ..inference.preprocess import normalize, resize_image
 from ..modeling.spike2former import Spike2Former
 from ..training.distributed import DistributedContext
@@ -109,8 +109,7 @@ class FiringRun:
         energy: bool = False,
         constants: EnergyConstants | None = None,
     ) -> None:
-        self.device = resolve_device(device)
-        self.dtype, self.precision_note = resolve_precision(self.device, precision)
+        self.device, self.dtype, self.precision_note = place(device, precision)
         self.network = copy.deepcopy(model).eval().to(device=self.device, dtype=self.dtype)
         self.imgsz = model.config.test_size if imgsz is None else imgsz
         self.all_stages = all_stages
@@ -121,7 +120,7 @@ class FiringRun:
 
     @property
     def precision(self) -> str:
-        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+        return precision_name(self.dtype)
 
     @property
     def stages(self) -> str:

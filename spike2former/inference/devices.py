@@ -40,6 +40,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def place(device: str, precision: str) -> tuple[torch.device, torch.dtype, str | None]:
+    """The device and dtype a network runs on for ``device`` and ``precision`` names, and the
+    note of ``resolve_precision`` when the precision falls back."""
+    chosen = resolve_device(device)
+    dtype, note = resolve_precision(chosen, precision)
+    return chosen, dtype, note
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``fp32`` (the names of ``PRECISIONS``)."""
+    return next(name for name, known in PRECISIONS.items() if known == dtype)
+
+
 def resolve_precision(device: torch.device, precision: str) -> tuple[torch.dtype, str | None]:
     """The dtype to run in, and a warning when ``precision`` falls back to fp32 on ``device``."""
     if precision not in PRECISIONS:

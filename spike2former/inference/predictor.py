@@ -19,7 +19,7 @@ from ..datasets.metadata import palette_for
 from ..modeling.fusion import optimize_for_inference
 from ..modeling.spike2former import Spike2Former
 from .compiled import CompiledScores, SemanticScores
-from .devices import PRECISIONS, resolve_device, resolve_precision
+from .devices import place, precision_name
 from .memory import (
     COARSE_BYTES_PER_PIXEL,
     DEFAULT_MAX_MEMORY,
@@ -82,8 +82,7 @@ class Predictor:
         compile: bool = False,
         max_memory: float | None = DEFAULT_MAX_MEMORY,
     ) -> None:
-        self.device = resolve_device(device)
-        self.dtype, self.precision_note = resolve_precision(self.device, precision)
+        self.device, self.dtype, self.precision_note = place(device, precision)
         config = model.config
         network = optimize_for_inference(model) if optimize else copy.deepcopy(model).eval()
         self.model = network.to(device=self.device, dtype=self.dtype)
@@ -116,7 +115,7 @@ class Predictor:
     @property
     def precision(self) -> str:
         """The precision actually used (after any fallback)."""
-        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+        return precision_name(self.dtype)
 
     def check_fits(self, height: int, width: int, count: int = 1) -> None:
         """Raise ``MemoryLimitError`` when ``count`` images of ``height x width`` segmented in
@@ -196,11 +195,6 @@ class Predictor:
     def semantic_scores(self, batch: Tensor) -> Tensor:
         """Normalised ``[B, 3, h, w]`` -> per-class scores ``[B, K, h, w]`` (official predict)."""
         return self._scores(batch.to(device=self.device, dtype=self.dtype))
-
-    @torch.inference_mode()
-    def predict_normalized(self, batch: Tensor) -> Tensor:
-        """Normalised ``[B, 3, H, W]`` at the size to segment -> labels ``[B, H, W]`` (int64)."""
-        return self.semantic_scores(batch).argmax(1).cpu()
 
 
 def label_dtype(num_classes: int) -> type[np.unsignedinteger]:
