@@ -12,6 +12,7 @@ import torch
 import typer
 from rich.markup import escape
 
+from spike2former.assets import example_images
 from spike2former.inference.job import (
     OUTPUT_KINDS,
     OutputOptions,
@@ -274,6 +275,14 @@ def _expand(arguments: list[str], recursive: bool, from_list: str | None) -> lis
             lines = Path(from_list).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise fail(f"{from_list}: cannot read the list ({exc})", EXIT_USAGE) from None
+    if not arguments and from_list is None:
+        with reported_errors():
+            arguments = [str(path) for path in example_images()]
+        stderr.print(
+            "no SOURCE given: segmenting the example scenes shipped with s2f "
+            f"({escape(str(Path(arguments[0]).parent))})",
+            highlight=False,
+        )
     try:
         items = expand_sources(arguments, recursive, lines)
     except InputError as exc:

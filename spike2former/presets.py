@@ -8,6 +8,9 @@ so official VOC checkpoints still load with their 151 logits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from .config import BackboneConfig, HeadConfig, ModelConfig
 
 _SDTV3 = BackboneConfig(version="sdtv3")
@@ -54,3 +57,19 @@ def get_preset(name: str) -> ModelConfig:
     except KeyError:
         known = ", ".join(sorted(PRESETS))
         raise KeyError(f"unknown preset {name!r}; known presets: {known}") from None
+
+
+def preset_with(name: str, overrides: Mapping[str, Any] | None = None) -> ModelConfig:
+    """Preset ``name`` with some fields replaced, so that a released network can be described as
+    the preset it was trained from plus its differences.
+
+    ``overrides`` is part of a ``ModelConfig.to_dict()``, such as
+    ``{"head": {"num_queries": 200}, "test_size": 1024}``. Raises ``KeyError`` for an unknown
+    preset and ``ConfigError`` naming a field that does not exist or does not fit.
+    """
+    merged = get_preset(name).to_dict()
+    for key, value in (overrides or {}).items():
+        part = merged.get(key)
+        nested = isinstance(part, dict) and isinstance(value, dict)
+        merged[key] = {**part, **value} if nested else value
+    return ModelConfig.from_dict(merged)

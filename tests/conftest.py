@@ -15,7 +15,45 @@ from tests.download_helpers import (  # noqa: E402
     build_payloads,
     isolated_home,
 )
+from tests.golden_fixture import (  # noqa: E402
+    FIXTURE,
+    count_skipped,
+    in_ci,
+    missing_reason,
+    require,
+    skipped_for_missing,
+)
 from tests.helpers import write_official_checkpoint  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``needs_fixture`` are skipped before their fixtures are built when the
+    golden fixtures are missing."""
+    if item.get_closest_marker("needs_fixture") is not None:
+        require()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """Under ``CI=true`` a test skipped for the missing golden fixtures is a failure."""
+    report = yield
+    if in_ci() and skipped_for_missing(report):
+        report.outcome = "failed"
+        report.longrepr = f"{missing_reason()}; CI=true needs the golden fixtures"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line, once per run, for the tests the missing golden fixtures skipped."""
+    count = count_skipped(terminalreporter.stats.get("skipped", []))
+    if count:
+        terminalreporter.write_line(
+            f"{count} golden-fixture test{'s' * (count != 1)} skipped: no folder {FIXTURE} "
+            "(put the shared fixtures there; CI=true turns these skips into failures)",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture

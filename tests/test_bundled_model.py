@@ -16,6 +16,7 @@ from spike2former import load_model
 from spike2former.datasets.io import read_label
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import read_image
+from spike2former.model_file import read_model_config
 from spike2former.weights import DEFAULT_MODEL, Cache, download, get_entry, resolve_model
 from spike2former.weights.download import sha256_file
 
@@ -58,6 +59,9 @@ def test_the_bundled_file_matches_its_registry_entry() -> None:
     path = entry.bundled_path()
     assert entry.kind == "model" and entry.urls == ()
     assert path.stat().st_size <= 15_000_000
+    assert entry.preset == "tiny"  # with its classes and test size as overrides
+    expected = entry.network_config().replace(class_names=entry.class_names)
+    assert read_model_config(path).replace(palette=None) == expected
     assert sha256_file(path) == entry.sha256
     model = load_model(path)
     assert model.config.class_names == FASHION_CLASSES
@@ -108,6 +112,18 @@ def test_segment_uses_it_by_default(tmp_path: Path) -> None:
         palette = labels.getpalette()[: 3 * len(FASHION_CLASSES)]
     model = load_model(resolve_model(DEFAULT_MODEL))
     assert palette == [v for colour in model.config.palette for v in colour]
+
+
+def test_segment_with_no_source_segments_the_bundled_scenes(tmp_path: Path) -> None:
+    """From an empty folder, offline: ``s2f segment`` alone works out of the box."""
+    result = run("segment", "-o", "out", "--save", "mask")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "no SOURCE given" in line]
+    assert len(notes) == 1 and "example scenes shipped with s2f" in notes[0]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        s.stem + ".png" for s in SCENES
+    ]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["model"] == DEFAULT_MODEL
 
 
 def test_firing_rates_and_eval_use_it_by_default(tmp_path: Path) -> None:

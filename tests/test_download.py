@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from spike2former.config import ModelConfig
 from spike2former.errors import (
     CheckpointError,
     DownloadError,
@@ -23,6 +26,8 @@ from spike2former.errors import (
     WeightsSpecError,
 )
 from spike2former.model_file import read_model_config
+from spike2former.presets import PRESETS
+from spike2former.training.recipe import RECIPES
 from spike2former.weights import (
     DEFAULT_MODEL,
     Cache,
@@ -488,6 +493,40 @@ def test_shipped_registry() -> None:
     assert registry["spike2former-sdtv2-voc-1x4"].class_names[:2] == ("background", "aeroplane")
 
 
+def test_every_registered_model_names_its_preset() -> None:
+    """A model's preset exists and has a training recipe; its classes, time steps and test size
+    are the preset's, or differences stated in its overrides, which state nothing else."""
+    models = {n: e for n, e in load_registry().items() if e.kind == "model"}
+    assert models[DEFAULT_MODEL].preset == "tiny"
+    for name, entry in models.items():
+        assert entry.preset in PRESETS and entry.preset in RECIPES, name
+        preset, built = PRESETS[entry.preset].to_dict(), entry.network_config().to_dict()
+        stated = dict(_dotted(entry.overrides or {}))
+        assert all(_at(preset, key) != value for key, value in stated.items()), name
+        facts = {
+            "head.num_classes": entry.num_classes,
+            "backbone.time_steps": entry.time_steps,
+            "test_size": entry.test_size or ModelConfig().test_size,
+        }
+        for key, value in facts.items():
+            assert _at(built, key) == value, (name, key)
+            assert value == _at(preset, key) or stated.get(key) == value, (name, key)
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _at(tree: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        tree = tree[key]
+    return tree
+
+
 U = "https://example.org/x.pth"
 
 
@@ -510,6 +549,18 @@ U = "https://example.org/x.pth"
             {"name": "x", "kind": "model", "urls": [U], "source": "s", "class_names": ["x" * 300]},
             "256",
         ),
+        (model_entry("x", U, preset="sdtv4"), "'preset' must name one of the presets: sdtv3b"),
+        (model_entry("x", U, overrides={"head": {}}), "'overrides' needs a 'preset'"),
+        (model_entry("x", U, preset="tiny", kind="backbone"), "only a model names a 'preset'"),
+        (model_entry("x", U, preset="tiny", overrides={"class_names": []}), "object of backbone"),
+        (model_entry("x", U, preset="tiny", overrides={"head": {"queries": 2}}), "HeadConfig"),
+        (model_entry("x", U, preset="tiny", overrides={"test_size": -1}), "test_size"),
+        (
+            model_entry("x", U, preset="tiny", num_classes=11),
+            "'num_classes' is 11 but preset 'tiny' with the overrides gives 150; state the",
+        ),
+        (model_entry("x", U, preset="sdtv2-cocostuff10k"), "'time_steps' is 1 but .* gives 4"),
+        (model_entry("x", U, preset="sdtv2-cityscapes", test_size=512), "'test_size' is 512"),
     ],
 )
 def test_extra_registry_is_validated(home: Home, entry: dict[str, object], fragment: str) -> None:

@@ -6,8 +6,9 @@ from torch import nn
 
 from spike2former import build_model
 from spike2former.modeling.fusion import optimize_for_inference
+from tests.golden_fixture import FIXTURE, needs_fixture
 from tests.helpers import randomize_, small_config
-from tests.test_golden import FIXTURE, golden  # noqa: F401 - pytest fixture
+from tests.test_golden import golden  # noqa: F401 - pytest fixture
 
 torch_f64 = torch.float64
 
@@ -35,7 +36,7 @@ def test_fusion_removes_every_batchnorm_and_leaves_the_original_alone() -> None:
     assert model.repeat_time_steps and not fast.repeat_time_steps
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="fixture missing")
+@needs_fixture
 def test_fused_official_model_reproduces_the_fixture(golden: dict[str, torch.Tensor]) -> None:  # noqa: F811
     from spike2former.convert import infer_config, read_state_dict
     from spike2former.model_file import load_weights

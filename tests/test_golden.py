@@ -17,12 +17,12 @@ from safetensors.torch import load_file
 
 from spike2former import load_model
 from spike2former.convert import convert_checkpoint
+from tests.golden_fixture import FIXTURE, needs_fixture
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_tiny_v3"
 F64_ATOL = 1e-8
 F32_ATOL = 1e-4
 
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")
+pytestmark = needs_fixture
 
 
 @pytest.fixture(scope="module")

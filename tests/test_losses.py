@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +13,9 @@ from safetensors.torch import load_file
 
 from spike2former.losses import MaskFormerLoss, stack_stages
 from spike2former.matching import HungarianMatcher, semantic_classes
+from tests.golden_fixture import FIXTURE, needs_fixture
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_tiny_v3"
 PARITY_RTOL = 1e-5
-
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,19 @@
 Each entry says where a file is published (``urls``, ``source``), how to check it (``sha256``,
 ``size``: null where nothing is published) and what it is: a segmentation ``model`` for
 ``--model`` or a ``backbone`` for ``--init-backbone``, with what the checkpoint cannot tell the
-converter (time steps, class names). A ``bundled`` entry names a model file shipped inside the
-package (``weights/bundled/``): it needs no download and works offline. ``$S2F_REGISTRY`` may
-name a JSON file in the same format whose entries are added to (or replace) the shipped ones, for
-mirrors and private weights.
+converter (time steps, class names). A model names the ``preset`` it was trained from and, in
+``overrides``, every way its network differs from that preset (as part of a
+``ModelConfig.to_dict()``); its ``num_classes``, ``time_steps`` and ``test_size`` must agree with
+the result, so a difference is never left unstated. A ``bundled`` entry names a model file
+shipped inside the package (``weights/bundled/``): it needs no download and works offline.
+``$S2F_REGISTRY`` may name a JSON file in the same format whose entries are added to (or replace)
+the shipped ones, for mirrors and private weights.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import re
@@ -20,8 +25,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
+from ..config import ModelConfig
 from ..config_checks import LIMITS, MAX_CLASS_NAME, MAX_CLASSES, MAX_TEST_SIZE
-from ..errors import WeightsSpecError
+from ..errors import ConfigError, WeightsSpecError
+from ..presets import PRESETS, preset_with
 from .cache import check_name
 
 Kind = Literal["model", "backbone"]
@@ -33,8 +40,10 @@ _REQUIRED = ("name", "kind", "urls", "source")
 _KNOWN = {
     "name", "kind", "urls", "direct", "sha256", "size", "backbone", "architecture",
     "time_steps", "num_classes", "test_size", "dataset", "class_names", "licence", "source",
-    "config", "checksum_source", "notes", "bundled",
+    "config", "checksum_source", "notes", "bundled", "preset", "overrides",
 }  # fmt: skip
+# What ``overrides`` may change: the network and its test size (class names have their field).
+_OVERRIDABLE = {"backbone", "head", "test_size"}
 # What a model file may hold (``config_checks``), so that a registry entry cannot ask for more.
 _MOST = {
     "num_classes": MAX_CLASSES,
@@ -67,6 +76,8 @@ class WeightsEntry:
     checksum_source: str | None = None
     notes: str = ""
     bundled: str | None = None  # a file shipped inside the package (``weights/bundled/``)
+    preset: str | None = None  # the preset a model was trained from (``presets.PRESETS``)
+    overrides: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as in the JSON file (class names resolved), for ``s2f models --json``."""
@@ -91,7 +102,16 @@ class WeightsEntry:
             "checksum_source": self.checksum_source,
             "notes": self.notes,
             "bundled": self.bundled,
+            "preset": self.preset,
+            "overrides": copy.deepcopy(self.overrides),
         }
+
+    def network_config(self) -> ModelConfig:
+        """The network of a model entry as its preset and overrides describe it (class names
+        not included); an error if the entry names no preset."""
+        if self.preset is None:
+            raise WeightsSpecError(f"{self.name!r} names no preset to build its network from")
+        return preset_with(self.preset, self.overrides)
 
     def bundled_path(self) -> Path:
         """The packaged file of a bundled entry; an error if the installation lacks it."""
@@ -189,6 +209,7 @@ def _entry(raw: Any, lists: dict[str, list[str]], origin: str) -> WeightsEntry:
     num_classes = raw.get("num_classes")
     if names and num_classes and len(names) > num_classes:
         raise WeightsSpecError(f"{where}: {len(names)} class names for {num_classes} classes")
+    _check_preset(raw, where)
     return WeightsEntry(
         name=name,
         kind=raw["kind"],
@@ -210,7 +231,44 @@ def _entry(raw: Any, lists: dict[str, list[str]], origin: str) -> WeightsEntry:
         checksum_source=raw.get("checksum_source"),
         notes=raw.get("notes") or "",
         bundled=bundled,
+        preset=raw.get("preset"),
+        overrides=raw.get("overrides"),
     )
+
+
+def _check_preset(raw: dict[str, Any], where: str) -> None:
+    """``preset`` names a preset, ``overrides`` fits it, and the entry's classes, time steps and
+    test size agree with the network the two describe."""
+    preset, overrides = raw.get("preset"), raw.get("overrides")
+    if preset is None:
+        if overrides is not None:
+            raise WeightsSpecError(f"{where}: 'overrides' needs a 'preset' to apply to")
+        return
+    if raw["kind"] != "model":
+        raise WeightsSpecError(f"{where}: only a model names a 'preset'")
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise WeightsSpecError(
+            f"{where}: 'preset' must name one of the presets: {', '.join(PRESETS)}"
+        )
+    if overrides is not None and (not isinstance(overrides, dict) or set(overrides) - _OVERRIDABLE):
+        raise WeightsSpecError(
+            f"{where}: 'overrides' is an object of {', '.join(sorted(_OVERRIDABLE))}"
+        )
+    try:
+        config = preset_with(preset, overrides)
+    except ConfigError as exc:
+        raise WeightsSpecError(f"{where}: 'overrides': {exc}") from None
+    stated = {
+        "num_classes": (raw.get("num_classes"), config.head.num_classes),
+        "time_steps": (raw.get("time_steps") or 1, config.backbone.time_steps),
+        "test_size": (raw.get("test_size"), config.test_size),
+    }
+    for name, (value, built) in stated.items():
+        if value is not None and value != built:
+            raise WeightsSpecError(
+                f"{where}: {name!r} is {value} but preset {preset!r} with the overrides gives "
+                f"{built}; state the difference in 'overrides'"
+            )
 
 
 def _class_names(

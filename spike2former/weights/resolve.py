@@ -36,7 +36,7 @@ def resolve_model(
     ``CheckpointError`` that says to run ``s2f convert`` (registered official checkpoints are
     converted when downloaded). ``offline=None`` reads ``$S2F_OFFLINE``.
     """
-    path = _as_path(spec)
+    path = as_path(spec)
     if path is not None:
         if path.is_dir():
             raise WeightsSpecError(f"{path}: is a folder, not a model file")
@@ -58,7 +58,7 @@ def resolve_backbone(
     cache: Cache | None = None,
 ) -> Path:
     """A local backbone checkpoint (as published) for a registry name or a path."""
-    path = _as_path(spec)
+    path = as_path(spec)
     if path is not None:
         if path.is_dir():
             raise WeightsSpecError(f"{path}: is a folder, not a weights file")
@@ -68,7 +68,9 @@ def resolve_backbone(
     return _resolve_name(spec, "backbone", offline, progress, timeout, cache)
 
 
-def _as_path(spec: str) -> Path | None:
+def as_path(spec: str) -> Path | None:
+    """``spec`` as a path when it names an existing file or looks like one, else ``None`` (a
+    weights name)."""
     path = Path(spec).expanduser()
     if (
         path.is_file()

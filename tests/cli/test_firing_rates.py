@@ -27,9 +27,9 @@ from spike2former.convert import convert_checkpoint
 from spike2former.firing.parts import PARTS
 from spike2former.modeling.neuron import SpikingNeuron
 from tests.cli.assertions import assert_one_error_line, errors, lines
+from tests.golden_fixture import FIXTURE, needs_fixture
 from tests.helpers import make_model, random_rgb, small_config, write_image, write_video
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official_tiny_v3"
 NATIVE = ("--imgsz", "0")
 # every neuron of small_config() runs once per forward
 NEURON_LAYERS = sum(isinstance(m, SpikingNeuron) for m in build_model(small_config()).modules())
@@ -231,7 +231,7 @@ def test_usage_and_fatal_errors(model: Path, inputs: Path, tmp_path: Path) -> No
     assert (tmp_path / "taken").read_text() == "a file"
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")
+@needs_fixture
 def test_fixture_images_reproduce_the_official_table(tmp_path: Path) -> None:
     """The official fixture's two images, decoded, preprocessed and run one at a time in
     float64, give the official firing table (measured on the two-image batch) exactly."""

@@ -30,6 +30,7 @@ from spike2former.inference import compiled as compiled_module
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import read_image
 from tests.cli.assertions import assert_one_error_line, errors, lines
+from tests.golden_fixture import FIXTURE, needs_fixture
 from tests.helpers import (
     count_frames,
     make_model,
@@ -39,7 +40,6 @@ from tests.helpers import (
     write_video,
 )
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official_tiny_v3"
 NATIVE = ("--imgsz", "0")
 
 
@@ -262,7 +262,7 @@ def test_compile_that_fails_warns_and_runs_eagerly(
         assert np.array_equal(png_array(tmp_path / "c" / name), png_array(tmp_path / "e" / name))
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")
+@needs_fixture
 def test_official_fixture_through_the_command(tmp_path: Path) -> None:
     """The fixture's first image as a PNG file -> exactly the official float64 label map."""
     golden = load_file(str(FIXTURE / "io.safetensors"))
@@ -641,7 +641,9 @@ def test_usage_errors(model: Path, inputs: Path, tmp_path: Path) -> None:
     unknown = segment(inputs, "-m", model, "--bogus")
     assert unknown.exit_code == 2 and "No such option" in unknown.stderr
     assert_one_error_line(segment(tmp_path / "absent.jpg", "-m", model), 2, "no such file")
-    assert_one_error_line(segment("-m", model), 2, "nothing to segment")
+    (tmp_path / "empty.txt").write_text("")
+    nothing = segment("--from-list", tmp_path / "empty.txt", "-m", model)
+    assert_one_error_line(nothing, 2, "nothing to segment")
     (tmp_path / "empty").mkdir()
     assert_one_error_line(segment(tmp_path / "empty", "-m", model), 2, "no images or videos")
     assert_one_error_line(segment(inputs, "-m", model, "--save", "mask,bogus"), 2, "--save")

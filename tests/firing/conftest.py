@@ -11,9 +11,7 @@ from safetensors.torch import load_file
 
 from spike2former import Spike2Former, load_model
 from spike2former.convert import convert_checkpoint
-
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official_tiny_v3"
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")
+from tests.golden_fixture import FIXTURE
 
 
 @pytest.fixture(scope="session")

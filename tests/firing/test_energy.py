@@ -17,7 +17,7 @@ from spike2former.firing import (
 )
 from spike2former.firing.energy import SPIKE_DRIVEN, EnergyReport
 from spike2former.modeling.neuron import SpikingNeuron
-from tests.firing.conftest import needs_fixture
+from tests.golden_fixture import needs_fixture
 
 MAC, AC = 4.6e-9, 0.9e-9  # mJ per operation
 

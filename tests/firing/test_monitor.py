@@ -11,7 +11,7 @@ from spike2former.firing import FiringRateMonitor, LayerFiring
 from spike2former.firing.monitor import by_part, pooled
 from spike2former.firing.parts import PARTS, network_part
 from spike2former.modeling.neuron import SpikingNeuron
-from tests.firing.conftest import needs_fixture
+from tests.golden_fixture import needs_fixture
 
 
 def _measure(model: nn.Module, *batches: torch.Tensor) -> list[LayerFiring]:

@@ -15,7 +15,7 @@ from spike2former.modeling.fusion import optimize_for_inference
 from spike2former.modeling.neuron import SpikingNeuron
 from spike2former.modeling.spike2former import combine_masks
 from spike2former.presets import get_preset
-from tests.firing.conftest import needs_fixture
+from tests.golden_fixture import needs_fixture
 from tests.helpers import randomize_, small_config
 
 F64_ATOL = 1e-9

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -23,10 +21,8 @@ from spike2former.inference.preprocess import (
     normalize,
     resize_image,
 )
+from tests.golden_fixture import FIXTURE, needs_fixture
 from tests.helpers import make_model, random_rgb, small_config
-
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official_tiny_v3"
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +50,7 @@ def small_fp64() -> Predictor:
 def test_normalized_input_reproduces_the_official_map(
     official_fp64: Predictor, golden: dict[str, torch.Tensor]
 ) -> None:
-    labels = official_fp64.predict_normalized(golden["input"].double())
+    labels = official_fp64.semantic_scores(golden["input"].double()).argmax(1).cpu()
     assert labels.dtype == torch.int64
     assert torch.equal(labels, golden["seg_map_f64"])
 
