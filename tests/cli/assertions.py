@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from typer.testing import Result
 
@@ -33,3 +37,30 @@ def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in shown[0]
     return shown[0]
+
+
+def run_python(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a child process, output captured as text. The environment is this
+    one's without the settings that change what the tool prints (colours, FFmpeg's log level),
+    plus ``env``."""
+    base = {
+        k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "OPENCV_FFMPEG_LOGLEVEL")
+    }
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_s2f(
+    *args: str | Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``s2f ARGS`` as ``python -m s2f_cli`` (the entry point torchrun also uses)."""
+    return run_python(["-m", "s2f_cli", *map(str, args)], cwd, env)

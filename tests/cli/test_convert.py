@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from spike2former.model_file import read_model_config
-from tests.cli.assertions import assert_one_error_line, lines
+from tests.cli.assertions import assert_one_error_line, lines, run_s2f
 from tests.helpers import (
     BAD_INPUTS,
     MALICIOUS_FORMATS,
@@ -196,16 +194,7 @@ def test_python_m_s2f_cli(tmp_path: Path) -> None:
     """The real entry point, in a fresh interpreter started away from the repository."""
     source = write_official_checkpoint(tmp_path / "official.safetensors", fmt="safetensors")
     destination = tmp_path / "out" / "model.safetensors"
-    env = {k: v for k, v in os.environ.items() if k != "FORCE_COLOR"}
-    completed = subprocess.run(
-        [sys.executable, "-m", "s2f_cli", "convert", str(source), "-o", str(destination)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    completed = run_s2f("convert", source, "-o", destination, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert lines(completed.stdout)[-1] == str(destination)
     assert "Traceback" not in completed.stderr

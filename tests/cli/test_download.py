@@ -4,9 +4,6 @@ against a real HTTP server on 127.0.0.1 (and once through ``python -m s2f_cli``)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from typer.testing import CliRunner, Result
 from s2f_cli.app import app
 from s2f_cli.model_option import ModelOption, OfflineOption, model_path
 from spike2former.model_file import read_model_config
-from tests.cli.assertions import assert_one_error_line, lines
+from tests.cli.assertions import assert_one_error_line, lines, run_s2f
 from tests.download_helpers import (
     Home,
     Payloads,
@@ -185,16 +182,9 @@ def test_python_m_s2f_cli(tmp_path: Path, payloads: Payloads) -> None:
     source = tmp_path / "official.pth"
     source.write_bytes(payloads.official)
     cache = tmp_path / "cache"
-    env = {k: v for k, v in os.environ.items() if k != "FORCE_COLOR"}
-    env.update(S2F_HOME=str(cache), HOME=str(tmp_path / "user"))
-    completed = subprocess.run(
-        [sys.executable, "-m", "s2f_cli", "download", source.as_uri(), "--cache-name", "official"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    env = {"S2F_HOME": str(cache), "HOME": str(tmp_path / "user")}
+    completed = run_s2f(
+        "download", source.as_uri(), "--cache-name", "official", cwd=tmp_path, env=env
     )
     assert completed.returncode == 0, completed.stderr
     assert lines(completed.stdout) == [str(cache / "models" / "official.safetensors")]

@@ -10,9 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,7 @@ from spike2former import build_model, save_model
 from spike2former.convert import convert_checkpoint
 from spike2former.firing.parts import PARTS
 from spike2former.modeling.neuron import SpikingNeuron
-from tests.cli.assertions import assert_one_error_line, errors, lines
+from tests.cli.assertions import assert_one_error_line, errors, lines, run_s2f
 from tests.golden_fixture import FIXTURE, needs_fixture
 from tests.helpers import make_model, random_rgb, small_config, write_image, write_video
 
@@ -252,17 +249,7 @@ def test_fixture_images_reproduce_the_official_table(tmp_path: Path) -> None:
 def test_python_m_s2f_cli(model: Path, inputs: Path, tmp_path: Path) -> None:
     """The real entry point: one line per bad input, nothing from OpenCV, exit status 3."""
     (inputs / "cut.png").write_bytes((inputs / "b.png").read_bytes()[:100])
-    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
-    completed = subprocess.run(
-        [sys.executable, "-m", "s2f_cli", "firing-rates", str(inputs), "-m", str(model)]
-        + [*NATIVE, "--csv"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    completed = run_s2f("firing-rates", inputs, "-m", model, *NATIVE, "--csv", cwd=tmp_path)
     assert completed.returncode == 3, completed.stderr
     assert completed.stdout.startswith("section,part,name,")
     shown = lines(completed.stderr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
-from tests.cli.assertions import assert_one_error_line, lines
+from tests.cli.assertions import assert_one_error_line, lines, run_python
 from tests.download_helpers import Home
 from tests.helpers import (
     BAD_INPUTS,
@@ -145,18 +144,9 @@ def run_limited(limit: int, kind: int, *args: str | Path, home: Path) -> tuple[i
         "sys.argv[0] = 's2f'\n"
         "main()\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "S2F_OFFLINE")}
-    env.update(S2F_HOME=str(home / "cache"), HOME=str(home))
+    env = {"S2F_OFFLINE": "", "S2F_HOME": str(home / "cache"), "HOME": str(home)}
     start = time.monotonic()
-    completed = subprocess.run(
-        [sys.executable, "-c", script, *map(str, args)],
-        cwd=home,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = run_python(["-c", script, *map(str, args)], home, env, timeout=120)
     assert time.monotonic() - start < 60
     assert lines(completed.stdout) == [], completed.stdout
     return completed.returncode, lines(completed.stderr)

@@ -10,8 +10,6 @@ import io
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -29,7 +27,7 @@ from spike2former.convert import convert_checkpoint
 from spike2former.inference import compiled as compiled_module
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import read_image
-from tests.cli.assertions import assert_one_error_line, errors, lines
+from tests.cli.assertions import assert_one_error_line, errors, lines, run_s2f
 from tests.golden_fixture import FIXTURE, needs_fixture
 from tests.helpers import (
     count_frames,
@@ -666,19 +664,7 @@ def test_python_m_s2f_cli(model: Path, inputs: Path, tmp_path: Path) -> None:
     (inputs / "truncated.png").write_bytes(good[: len(good) // 2])
     video = write_video(tmp_path / "v.mp4", frames=3).read_bytes()
     (inputs / "cut.mp4").write_bytes(video[: len(video) // 3])
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "OPENCV_FFMPEG_LOGLEVEL")
-    }
-    arguments = ["segment", str(inputs), "-m", str(model), *NATIVE, "-o", "out"]
-    completed = subprocess.run(
-        [sys.executable, "-m", "s2f_cli", *arguments],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    completed = run_s2f("segment", inputs, "-m", model, *NATIVE, "-o", "out", cwd=tmp_path)
     assert completed.returncode == 3, completed.stderr
     assert lines(completed.stdout) == ["out"]
     shown = lines(completed.stderr)
