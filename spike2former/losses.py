@@ -68,17 +68,12 @@ class MaskFormerLoss(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        cls_cost: float = 2.0,
-        focal_cost: float = 20.0,
-        dice_cost: float = 1.0,
+        matcher: HungarianMatcher | None = None,
         *,
         no_object_weight: float = 0.1,
         cls_weight: float = 1.0,
         mask_weight: float = 20.0,
         dice_weight: float = 1.0,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
-        dice_eps: float = 1.0,
         ignore_index: int = 255,
         chunk_pixels: int | None = DEFAULT_CHUNK_PIXELS,
     ) -> None:
@@ -91,19 +86,10 @@ class MaskFormerLoss(nn.Module):
         self.cls_weight = cls_weight
         self.mask_weight = mask_weight
         self.dice_weight = dice_weight
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
-        self.dice_eps = dice_eps
         self.ignore_index = ignore_index
         self.chunk_pixels = chunk_pixels
-        self.matcher = HungarianMatcher(
-            cls_cost,
-            focal_cost,
-            dice_cost,
-            focal_alpha=focal_alpha,
-            focal_gamma=focal_gamma,
-            dice_eps=dice_eps,
-        )
+        # the matcher's costs and the focal/dice constants it shares with the losses
+        self.matcher = matcher or HungarianMatcher()
         class_weight = torch.tensor([1.0] * num_classes + [no_object_weight])
         self.register_buffer("class_weight", class_weight, persistent=False)
 
@@ -259,7 +245,7 @@ class MaskFormerLoss(nn.Module):
 
     @property
     def _loss_terms(self) -> MaskLossTerms:
-        return MaskLossTerms(self.focal_alpha, self.focal_gamma, self.dice_eps)
+        return self.matcher.terms
 
 
 class _ImageMaps(Sequence[Tensor]):

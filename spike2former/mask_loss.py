@@ -58,11 +58,15 @@ DEFAULT_CHUNK_PIXELS = 2**22
 
 @dataclass(frozen=True)
 class MaskLossTerms:
-    """The constants of the two mask terms."""
+    """The constants of the two mask terms (the official ones by default), shared by the
+    matching costs and the losses."""
 
-    focal_alpha: float
-    focal_gamma: float
-    dice_eps: float
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    dice_eps: float = 1.0
+
+
+OFFICIAL_TERMS = MaskLossTerms()
 
 
 def mask_loss_sums(

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from .mask_loss import OFFICIAL_TERMS, MaskLossTerms
+
 # mmdet FocalLossCost's guard inside the logarithms (not configurable in the official configs).
 FOCAL_COST_LOG_EPS = 1e-12
 
@@ -90,16 +92,12 @@ class HungarianMatcher:
         focal_cost: float = 20.0,
         dice_cost: float = 1.0,
         *,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
-        dice_eps: float = 1.0,
+        terms: MaskLossTerms = OFFICIAL_TERMS,
     ) -> None:
         self.cls_cost = cls_cost
         self.focal_cost = focal_cost
         self.dice_cost = dice_cost
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
-        self.dice_eps = dice_eps
+        self.terms = terms
 
     @torch.no_grad()
     def cost_matrices(
@@ -113,7 +111,7 @@ class HungarianMatcher:
         pred = mask_logits.flatten(2).sigmoid()
         target = gt_masks.flatten(1).to(pred.dtype)
         num_pixels = pred.shape[-1]
-        alpha, gamma, eps = self.focal_alpha, self.focal_gamma, FOCAL_COST_LOG_EPS
+        alpha, gamma, eps = self.terms.focal_alpha, self.terms.focal_gamma, FOCAL_COST_LOG_EPS
         neg = -(1 - pred + eps).log() * (1 - alpha) * pred.pow(gamma)
         pos = -(pred + eps).log() * alpha * (1 - pred).pow(gamma)
         focal = (
@@ -122,7 +120,8 @@ class HungarianMatcher:
 
         numerator = 2 * torch.einsum("sqp,gp->sqg", pred, target)
         denominator = pred.sum(-1)[..., None] + target.sum(-1)[None, None, :]
-        dice = 1 - (numerator + self.dice_eps) / (denominator + self.dice_eps)
+        dice_eps = self.terms.dice_eps
+        dice = 1 - (numerator + dice_eps) / (denominator + dice_eps)
 
         return torch.stack(
             [class_cost * self.cls_cost, focal * self.focal_cost, dice * self.dice_cost]

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..losses import MaskFormerLoss
 from ..mask_loss import DEFAULT_CHUNK_PIXELS
+from ..matching import HungarianMatcher
 from ..modeling.saved_spikes import compact_saved_spikes
 from ..modeling.spike2former import Spike2Former
 
@@ -55,7 +56,9 @@ def prepare_model(model: Spike2Former, lean: LeanTraining) -> Spike2Former:
 
 def build_criterion(model: Spike2Former, cls_cost: float, lean: LeanTraining) -> MaskFormerLoss:
     return MaskFormerLoss(
-        model.config.head.num_classes, cls_cost=cls_cost, chunk_pixels=lean.loss_chunk_pixels
+        model.config.head.num_classes,
+        HungarianMatcher(cls_cost),
+        chunk_pixels=lean.loss_chunk_pixels,
     )
 
 
