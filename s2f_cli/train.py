@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +43,7 @@ from spike2former.training.distributed import (
     broadcast_object,
     shutdown,
 )
+from spike2former.training.preflight import RunSettingsError
 from spike2former.training.recipe import PIPELINES, RECIPES
 from spike2former.weights import DEFAULT_MODEL
 
@@ -52,6 +54,10 @@ from .run_dir import make_run_dir
 from .size_option import parse_size
 
 DEFAULT_PROJECT = Path("runs/train")
+# Label maps hold 8- or 16-bit class ids.
+MAX_CLASSES = 2**16 - 1
+# The data order's generators (numpy's SeedSequence, torch) take non-negative 32-bit seeds.
+MAX_SEED = 2**32 - 1
 
 # Parameters that name a run setting otherwise than the library does (``resume_settings``).
 _SETTINGS = {"data": "root", "dataset_format": "format"}
@@ -83,7 +89,12 @@ def train_command(
         typer.Option("--format", help=f"Dataset layout: {', '.join(FORMATS)}.", show_default=False),
     ] = None,
     num_classes: Annotated[
-        int | None, typer.Option(min=1, help="Classes of the head (rebuilds the class layer).")
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_CLASSES,
+            help="Classes of the head (rebuilds the class layer).",
+        ),
     ] = None,
     init_backbone: Annotated[
         str | None,
@@ -171,7 +182,9 @@ def train_command(
     amp: Annotated[
         bool, typer.Option("--amp", help="Mixed precision (bf16; fp16 on GPUs without bf16).")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation and data order.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of initialisation and data order.")
+    ] = 0,
     log_interval: Annotated[int, typer.Option(min=1, help="Log every N iterations.")] = 50,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -215,7 +228,9 @@ def train_command(
         if preset is None and model is None:
             model = DEFAULT_MODEL
     if threads:
+        _check_threads(threads)
         torch.set_num_threads(threads)
+    flags = option_flags(ctx)
 
     with reported_errors():
         try:
@@ -232,17 +247,24 @@ def train_command(
                     network, job, notes = _new_run(
                         preset, model, data, dataset_format, num_classes, init_backbone, recipe,
                         overrides, test_size, train_split, val_split, conventional, amp, seed,
-                        log_interval, offline, option_flags(ctx),
+                        log_interval, offline, flags,
                     )  # fmt: skip
                     if context.is_main and not quiet:
                         for note in notes:
                             stderr.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-                    run_dir = _run_dir(out, context)
                     result = train(
-                        network, job, run_dir, context, workers=workers, callbacks=callbacks
+                        network,
+                        job,
+                        out if out is not None else lambda: _run_dir(context),
+                        context,
+                        workers=workers,
+                        callbacks=callbacks,
                     )
             except RunFolderError as exc:
                 raise fail(str(exc), EXIT_USAGE) from None
+            except RunSettingsError as exc:
+                message = exc.describe(lambda name, value: _as_option(flags, name, value))
+                raise fail(message, EXIT_USAGE) from None
     finally:
         shutdown(context)
     if context.is_main:
@@ -322,6 +344,18 @@ def _text(value: Any) -> str:
     if isinstance(value, tuple):
         return "x".join(map(str, value))
     return str(value)
+
+
+def _check_threads(threads: int) -> None:
+    """More threads than the cores this process may use only slow torch down (and thousands
+    exhaust the machine)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and threads > cores:
+        raise fail(
+            f"--threads {threads} is more than the {cores} CPU cores this process may use; give "
+            f"at most {cores} (0 keeps torch's default)",
+            EXIT_USAGE,
+        )
 
 
 def _check_new_run_arguments(
@@ -431,10 +465,8 @@ def _new_run(
     return network, job, notes
 
 
-def _run_dir(out: Path | None, context: DistributedContext) -> Path:
-    """``--out``, or a new ``runs/train/runN`` chosen by rank 0."""
-    if out is not None:
-        return out
+def _run_dir(context: DistributedContext) -> Path:
+    """A new ``runs/train/runN``, created and chosen by rank 0."""
     chosen = None
     if context.is_main:
         try:

@@ -21,7 +21,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
-from .io import read_image, read_label
+from .io import image_size, read_image, read_label
 from .labels import IGNORE_INDEX
 
 LabelConversion = Callable[[np.ndarray], np.ndarray]
@@ -97,15 +97,21 @@ class SegmentationDataset(Dataset):
         image = read_image(sample.image)
         label = read_label(sample.label)
         if image.shape[:2] != label.shape:
-            raise DatasetError(
-                f"image {sample.image} is {image.shape[1]}x{image.shape[0]} but its label map "
-                f"{sample.label} is {label.shape[1]}x{label.shape[0]} (width x height); "
-                "they must be the same size"
-            )
+            raise DatasetError(_size_mismatch(sample, image.shape[:2], label.shape))
         if sample.convert is not None:
             label = sample.convert(label)
         self._check_label_values(label, sample.label)
         return image, label
+
+    def check_sizes(self, index: int) -> tuple[int, int]:
+        """(height, width) of item ``index``, read from the headers of its image and label map
+        (which must agree), nothing decoded."""
+        sample = self.files[index]
+        height, width = image_size(sample.image)
+        label = image_size(sample.label, "label map")
+        if label != (height, width):
+            raise DatasetError(_size_mismatch(sample, (height, width), label))
+        return height, width
 
     def __getitem__(self, key: int | tuple[int, int]) -> SegmentationSample:
         index, epoch = key if isinstance(key, tuple) else (key, None)
@@ -126,3 +132,10 @@ class SegmentationDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description}, {len(self)} samples)"
+
+
+def _size_mismatch(sample: SampleFiles, image: tuple[int, ...], label: tuple[int, ...]) -> str:
+    return (
+        f"image {sample.image} is {image[1]}x{image[0]} but its label map {sample.label} is "
+        f"{label[1]}x{label[0]} (width x height); they must be the same size"
+    )

@@ -4,11 +4,16 @@ Images come back as RGB ``uint8 [H, W, 3]`` (OpenCV reads BGR). Label maps come 
 stored integers ``[H, W]``. They are read with Pillow because OpenCV expands palette ("indexed
 colour") PNGs, such as Pascal VOC's ``SegmentationClass``, to colours; Pillow gives the indices,
 which are the labels.
+
+Both are refused from their header alone when they claim more pixels than Pillow's
+decompression-bomb limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``): a small damaged file that claims
+a huge size would otherwise take gigabytes to decode, in whichever data-loading process meets it.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import cv2
@@ -35,10 +40,39 @@ def _decode(data: bytes, flags: int, path: Path, what: str) -> np.ndarray:
     return decoded
 
 
+def _header_size(source: io.BytesIO | Path, path: Path, what: str) -> tuple[int, int] | None:
+    """(height, width) from the header, nothing decoded; None where Pillow does not know the
+    format (OpenCV may). Raises ``DatasetError`` for a size beyond Pillow's limit."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as error:
+        raise DatasetError(f"{what} {path} is too large to decode ({error})") from None
+    except FileNotFoundError:
+        raise DatasetError(f"{what} not found: {path}") from None
+    except Exception:  # noqa: BLE001 - not a format Pillow reads: the decoder decides
+        return None
+    return height, width
+
+
+def image_size(path: str | Path, what: str = "image") -> tuple[int, int]:
+    """(height, width) of an image file (``what``: "image" or "label map"), from its header
+    where Pillow can read it (the whole file is decoded otherwise)."""
+    path = Path(path)
+    size = _header_size(path, path, what)
+    if size is None:
+        size = (read_image(path) if what == "image" else read_label(path)).shape[:2]
+    return size
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as RGB ``uint8 [H, W, 3]`` (grey images are repeated over channels)."""
     path = Path(path)
-    bgr = _decode(_read_bytes(path, "image"), cv2.IMREAD_COLOR, path, "image")
+    data = _read_bytes(path, "image")
+    _header_size(io.BytesIO(data), path, "image")
+    bgr = _decode(data, cv2.IMREAD_COLOR, path, "image")
     if bgr.dtype != np.uint8:
         raise DatasetError(f"image {path} has {bgr.dtype} pixels; 8-bit images are expected")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -48,10 +82,13 @@ def read_label(path: str | Path) -> np.ndarray:
     """A label map as stored: ``[H, W]`` integers (palette PNGs give their indices)."""
     path = Path(path)
     data = _read_bytes(path, "label map")
+    _header_size(io.BytesIO(data), path, "label map")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            mode, label = image.mode, np.array(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                mode, label = image.mode, np.array(image)
     except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises on damaged files
         raise DatasetError(f"cannot read label map {path}: {error}") from None
     if label.ndim != 2:

@@ -61,6 +61,15 @@ class Compose:
             image, label = step(image, label, rng)
         return image, label
 
+    def largest_size(self, height: int, width: int) -> tuple[int, int]:
+        """The largest (height, width) the resizing steps can give an image of this size (the
+        size the crop is taken from; steps without ``largest_size`` leave it as it is)."""
+        for step in self.steps:
+            largest = getattr(step, "largest_size", None)
+            if largest is not None:
+                height, width = largest(height, width)
+        return height, width
+
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(step) for step in self.steps)
         return f"Compose([\n    {inner}\n])"
@@ -77,6 +86,9 @@ class KeepRatioResize:
     def __init__(self, scale: tuple[int, int], resize_label: bool = True) -> None:
         self.scale = scale
         self.resize_label = resize_label
+
+    def largest_size(self, height: int, width: int) -> tuple[int, int]:
+        return rescale_size(height, width, self.scale)
 
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
@@ -111,6 +123,10 @@ class RandomShortestEdgeResize:
         target = (int(new_w + 0.5), int(new_h + 0.5))  # mmseg passes (w, h) as Resize scale
         return rescale_size(height, width, target)
 
+    def largest_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size at the largest short edge (sizes grow with it, up to ``max_size``)."""
+        return self.output_size(height, width, max(self.scales))
+
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -133,13 +149,19 @@ class RandomRatioResize:
         self.scale = scale
         self.ratio_range = ratio_range
 
+    def _scale(self, ratio: float) -> tuple[int, int]:
+        return int(self.scale[0] * ratio), int(self.scale[1] * ratio)
+
+    def largest_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size at the largest ratio (sizes grow with it)."""
+        return rescale_size(height, width, self._scale(self.ratio_range[1]))
+
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         low, high = self.ratio_range
         ratio = rng.random() * (high - low) + low
-        scale = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
-        return resize_pair(image, label, rescale_size(*image.shape[:2], scale))
+        return resize_pair(image, label, rescale_size(*image.shape[:2], self._scale(ratio)))
 
     def __repr__(self) -> str:
         return f"RandomRatioResize(scale={self.scale}, ratio_range={self.ratio_range})"

@@ -6,6 +6,8 @@
 - ``setup``: ``DataSpec`` (which dataset) and fitting a network to its classes;
 - ``initial``: ImageNet backbone weights, class-layer changes for fine-tuning;
 - ``loop``: ``train`` and ``resume``, the loop itself;
+- ``preflight``: what a run is checked for before its folder exists (data, crop, memory);
+- ``memory``: the memory a run takes, measured on the network and estimated before it starts;
 - ``checkpoint``: run folders and crash-safe checkpoints;
 - ``resume_settings``: a run's saved settings, and those a resume is given that disagree;
 - ``distributed``: ``torchrun`` process groups (NCCL / gloo) and their helpers;

@@ -72,19 +72,42 @@ class RunFolder:
         self.best = self.weights / "best.safetensors"
         self.checkpoints = self.root / "checkpoint"
         self.state = self.checkpoints / "state.pt"
+        self.saved_iteration: int | None = None  # of the last checkpoint this object wrote
+        self._made: Path | None = None  # the outermost folder ``create`` made
 
-    def create(self) -> None:
-        """Start a new run here; an existing, non-empty folder is refused, never overwritten."""
+    def create(self, made_by_caller: bool = False) -> None:
+        """Start a new run here; an existing, non-empty folder is refused, never overwritten.
+        ``made_by_caller``: the (empty) folder was made for this run, and ``discard`` may
+        remove it."""
         if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
             raise RunFolderError(
                 f"{self.root} already exists; pass --resume to continue that run, or choose "
                 "another --out"
             )
+        missing = [folder for folder in (self.root, *self.root.parents) if not folder.exists()]
+        self._made = self.root if made_by_caller else (missing[-1] if missing else None)
         try:
             self.weights.mkdir(parents=True, exist_ok=True)
             self.checkpoints.mkdir(exist_ok=True)
         except OSError as exc:
+            self.discard()
             raise OutputError(f"{self.root}: cannot create the run folder ({exc})") from None
+
+    def holds_progress(self) -> bool:
+        """Whether the run wrote anything worth resuming or keeping: a checkpoint past
+        iteration 0 (``state.pt`` of the start is the starting network) or best weights."""
+        return (self.saved_iteration or 0) > 0 or self.best.exists()
+
+    def discard(self) -> None:
+        """Remove what ``create`` and the run wrote: the folders ``create`` made, or, in a
+        folder that existed before, the run's own files and folders (the folder stays)."""
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)
+            return
+        for path in (self.config, self.metrics):
+            path.unlink(missing_ok=True)
+        for folder in (self.weights, self.checkpoints):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def check_resumable(self) -> None:
         """Raise ``RunFolderError`` unless this folder holds a run with a checkpoint."""
@@ -112,9 +135,12 @@ class RunFolder:
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         line = json.dumps(_finite(record), sort_keys=False) + "\n"
-        with open(self.metrics, "a", encoding="utf-8") as file:
-            file.write(line)
-            file.flush()
+        try:
+            with open(self.metrics, "a", encoding="utf-8") as file:
+                file.write(line)
+                file.flush()
+        except OSError as exc:
+            raise OutputError(f"{self.metrics}: cannot write the file ({exc})") from None
 
     def truncate_metrics(self, iteration: int) -> None:
         """Keep the lines of iterations up to ``iteration`` (a resumed run logs the rest again),
@@ -161,11 +187,15 @@ class RunFolder:
 
         def write_state(tmp: str) -> None:
             with open(tmp, "wb") as file:
-                torch.save(payload, file)
+                try:
+                    torch.save(payload, file)
+                except RuntimeError as exc:  # torch's writer reports a full disk as these
+                    raise OSError(" ".join(str(exc).split())) from None
                 file.flush()
                 os.fsync(file.fileno())
 
         write_atomically(self.state, write_state)
+        self.saved_iteration = state.iteration
         _fsync_dir(self.checkpoints)
         self._publish_last(weights)
         self._remove_stale(keep=weights)
@@ -267,8 +297,11 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def _fsync(path: Path) -> None:
-    with open(path, "rb") as file:
-        os.fsync(file.fileno())
+    try:
+        with open(path, "rb") as file:
+            os.fsync(file.fileno())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the file ({exc})") from None
 
 
 def _fsync_dir(path: Path) -> None:

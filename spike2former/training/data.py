@@ -7,18 +7,27 @@ into batches of ``batch_size``; iteration ``i`` is batch ``i mod B`` of epoch ``
 alone, so a resumed run continues it exactly. Items are fetched as ``(index, epoch)``, and the
 dataset derives each item's augmentation from (seed, epoch, index): the images do not depend on
 which worker loads them either.
+
+Errors: a sample that cannot be loaded ends the run with the dataset's one-line message, the same
+with data-loading processes as without. Items are loaded through ``load_sample``, which turns a
+failure into a ``SampleFailure`` record; a worker sends that record like any batch, and the main
+process raises it again (torch would otherwise send the worker's traceback as the message). A
+worker that dies (killed, out of memory) becomes a ``DataLoaderError``.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
-from ..datasets import DatasetError, SegmentationDataset, pipeline_for
+from ..datasets import DatasetError, SegmentationDataset, SegmentationSample, pipeline_for
 from ..datasets.transforms import (
     Compose,
     Normalize,
@@ -27,7 +36,27 @@ from ..datasets.transforms import (
     RandomCrop,
     RandomHorizontalFlip,
 )
+from ..errors import S2FError
 from .distributed import DistributedContext
+
+# How many batches each worker loads ahead (torch's default, named for the memory estimate).
+PREFETCH_BATCHES = 2
+
+
+class DataLoaderError(S2FError):
+    """A data-loading process ended without a result (killed, or out of memory)."""
+
+
+@dataclass(frozen=True)
+class SampleFailure:
+    """Why an item could not be loaded: the error's class and its one-line message (picklable,
+    so a worker can send it in place of a batch)."""
+
+    kind: type[S2FError]
+    message: str
+
+    def error(self) -> S2FError:
+        return self.kind(self.message)
 
 
 def train_pipeline(name: str, crop_size: tuple[int, int]) -> Compose:
@@ -95,6 +124,66 @@ class IterationSampler(Sampler[tuple[int, int]]):
             epoch, skip = epoch + 1, 0
 
 
+def load_sample(
+    dataset: SegmentationDataset, key: tuple[int, int]
+) -> SegmentationSample | SampleFailure:
+    """Item ``key = (index, epoch)``, or why it could not be loaded. A library error keeps its
+    message; anything else raised while reading or transforming the files is named with them."""
+    try:
+        return dataset[key]
+    except S2FError as exc:
+        return SampleFailure(type(exc), str(exc))
+    except MemoryError:
+        files = dataset.files[key[0]]
+        return SampleFailure(
+            DataLoaderError,
+            f"out of memory while loading {files.image}; lower --batch-size or --workers",
+        )
+    except Exception as exc:  # noqa: BLE001 - a file no check caught: one line naming it
+        files = dataset.files[key[0]]
+        return SampleFailure(
+            DatasetError,
+            f"cannot load {files.image} with its label map {files.label}: "
+            f"{type(exc).__name__}: {exc}".strip().replace("\n", " "),
+        )
+
+
+class _Loaded(Dataset):
+    """``dataset`` through ``load_sample``: failures are items, not exceptions."""
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> SegmentationSample | SampleFailure:
+        return load_sample(self.dataset, key)
+
+
+def _collate(items: list[Any]) -> Any:
+    """A batch, or the first failure among its items."""
+    for item in items:
+        if isinstance(item, SampleFailure):
+            return item
+    return default_collate(items)
+
+
+@contextmanager
+def worker_deaths() -> Iterator[None]:
+    """Turn torch's report of a data-loading process that died into a ``DataLoaderError`` (torch
+    raises it from ``next`` or from its SIGCHLD handler, wherever the main process then is)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not str(exc).startswith("DataLoader worker"):
+            raise
+        message = " ".join(str(exc).split())
+        raise DataLoaderError(
+            f"{message}; if it ran out of memory, lower --batch-size or --workers"
+        ) from None
+
+
 def _seed_worker(worker_id: int) -> None:
     # Global generators of a worker, for any transform that uses them (ours draw only from the
     # per-item generator the dataset hands them).
@@ -111,17 +200,31 @@ def train_loader(
     start: int,
     workers: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-    """Batches ``(images [B, 3, h, w], labels [B, h, w], names)`` from iteration ``start`` on."""
+    """Batches ``(images [B, 3, h, w], labels [B, h, w], names)`` from iteration ``start`` on.
+
+    A sample that cannot be loaded raises its error (a ``DatasetError``) in this process, with
+    the message it would have without workers."""
     sampler = IterationSampler(len(dataset), batch_size, context, seed, start)
     loader = DataLoader(
-        dataset,
+        _Loaded(dataset),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
+        collate_fn=_collate,
         pin_memory=context.device.type == "cuda",
         drop_last=True,
         worker_init_fn=_seed_worker,
         generator=torch.Generator().manual_seed(seed + start),
+        prefetch_factor=PREFETCH_BATCHES if workers else None,
         persistent_workers=False,
     )
-    return iter(loader)
+    return _raising(iter(loader))
+
+
+def _raising(batches: Iterator[Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    while True:
+        with worker_deaths():
+            batch = next(batches)
+        if isinstance(batch, SampleFailure):
+            raise batch.error()
+        yield batch

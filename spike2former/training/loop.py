@@ -1,7 +1,8 @@
 """The training loop, top to bottom.
 
 ``train(model, job, run_dir)`` starts a run, ``resume(run_dir)`` continues one from its last
-checkpoint; both end in ``_run``, which is the whole algorithm:
+checkpoint; both check the data, the crop and the memory first (``preflight``), before anything
+is written, and end in ``_run``, which is the whole algorithm:
 
 1. data: the training set with the recipe's augmentation, in the resumable order of
    ``data.IterationSampler`` (each process its own share under ``torchrun``); the validation set
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +38,7 @@ from torch import Tensor
 from ..datasets import DatasetError, SegmentationDataset
 from ..modeling.spike2former import Spike2Former
 from .checkpoint import RunFolder, RunFolderError, TrainState, capture_rng, restore_rng
-from .data import train_loader, train_pipeline
+from .data import train_loader, train_pipeline, worker_deaths
 from .distributed import (
     DistributedContext,
     all_reduce_mean,
@@ -47,6 +49,7 @@ from .distributed import (
 from .evaluate import evaluate
 from .lean import LeanTraining, build_criterion, prepare_model, step_losses
 from .optim import build_optimizer, build_scheduler
+from .preflight import check_run
 from .recipe import TrainRecipe
 from .setup import DataSpec
 
@@ -109,34 +112,50 @@ class TrainResult:
 def train(
     model: Spike2Former,
     job: TrainJob,
-    run_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] | Callable[[], Path],
     context: DistributedContext | None = None,
     *,
     workers: int = 0,
     callbacks: object | None = None,
 ) -> TrainResult:
     """Train ``model`` (already fitted to the data's classes) as ``job`` says, in a new run
-    folder ``run_dir`` (an existing non-empty folder is refused)."""
+    folder ``run_dir`` (an existing non-empty folder is refused), or in the folder a callable
+    ``run_dir`` creates (called on every process once the run is checked).
+
+    The data and settings are checked first (``preflight.check_run``): a run that cannot start
+    creates nothing. A run that fails before it holds anything worth resuming (a checkpoint
+    past iteration 0, or best weights), interrupted included, removes what it wrote; a folder
+    that existed before is kept, emptied."""
     context = context or DistributedContext()
     if job.data.num_classes is None:
         job = dataclasses.replace(
             job,
             data=dataclasses.replace(job.data, num_classes=model.config.head.num_classes),
         )
-    datasets = _datasets(job)  # a data problem stops the run before its folder exists
-    run = RunFolder(run_dir)
+    datasets = _datasets(job)
+    check_run(
+        model, job.recipe, datasets, context, workers=workers, lean=LEAN,
+        amp_dtype=_amp_dtype(context.device) if job.amp else None,
+    )  # fmt: skip
+    run = RunFolder(run_dir() if callable(run_dir) else run_dir)
     error = None
     if context.is_main:
         try:
-            run.create()
+            run.create(made_by_caller=callable(run_dir))
         except Exception as exc:  # noqa: BLE001 - re-raised below, on every process
             error = exc
     error = broadcast_object(error, context)
     if error is not None:
         raise error  # type: ignore[misc]
-    if context.is_main:
-        run.write_config(_run_config(model, job, context))
-    return _run(model, job, run, context, datasets, None, workers, callbacks)
+    try:
+        if context.is_main:
+            run.write_config(_run_config(model, job, context))
+        with worker_deaths():
+            return _run(model, job, run, context, datasets, None, workers, callbacks)
+    except BaseException:
+        if context.is_main and not run.holds_progress():
+            run.discard()
+        raise
 
 
 def resume(
@@ -159,11 +178,16 @@ def resume(
         )
     datasets = _datasets(job)
     model, state = run.load_checkpoint(context.device)
+    check_run(
+        model, job.recipe, datasets, context, workers=workers, lean=LEAN,
+        amp_dtype=_amp_dtype(context.device) if job.amp else None,
+    )  # fmt: skip
     barrier(context)  # every process has read the checkpoint before rank 0 tidies up
     if context.is_main:
         run.tidy(state.iteration)
         run.truncate_metrics(state.iteration)
-    return _run(model, job, run, context, datasets, state, workers, callbacks)
+    with worker_deaths():
+        return _run(model, job, run, context, datasets, state, workers, callbacks)
 
 
 def _datasets(job: TrainJob) -> tuple[SegmentationDataset, SegmentationDataset | None]:
@@ -201,7 +225,7 @@ def _run(
 
     # 2. Network, loss, optimiser, schedule.
     model = prepare_model(model.to(device).train(), LEAN)
-    criterion = build_criterion(model, recipe.cls_cost, LEAN)
+    criterion = build_criterion(model, recipe.cls_cost, LEAN).to(device)
     queries = model.config.head.num_queries
     lr = recipe.scaled_lr(recipe.batch_size * context.world_size)
     optimizer = build_optimizer(model, recipe, lr)

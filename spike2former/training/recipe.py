@@ -17,6 +17,7 @@ official runs used 8 GPUs (``official_processes``), so their total batch is 8 ×
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,10 @@ class RecipeError(ValueError):
 
 def validate(recipe: TrainRecipe) -> None:
     """Raise ``RecipeError`` for a recipe that cannot run, naming the fields at fault."""
+    for name in ("lr", "weight_decay", "backbone_lr_mult", "clip_grad", "min_lr", "eps"):
+        value = getattr(recipe, name)
+        if value is not None and not math.isfinite(value):
+            raise RecipeError(f"{{{name}}} must be a finite number", **{name: value})
     positive = {
         "lr": recipe.lr,
         "iters": recipe.iters,
