@@ -1,7 +1,7 @@
 """Overfit the ``tiny`` preset on a small synthetic dataset on the CPU: can the recipe, the loss and
 the loop drive a spiking network to a high mIoU?
 
-    python benchmarks/train_tiny_overfit.py --iters 1000 --out /tmp/overfit
+    python benchmarks/train_tiny_overfit.py --iters 1000 --output /tmp/overfit
 
 Builds ``--images`` images of ``--size`` pixels with a background and four kinds of shapes
 (box, disc, stripe, triangle; 5 classes) as a ``folder`` dataset whose validation split holds the
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--eval-interval", type=int, default=250)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="0 keeps torch's default")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/s2f_overfit"))
+    parser.add_argument("--output", type=Path, default=Path("/tmp/s2f_overfit"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

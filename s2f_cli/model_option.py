@@ -11,7 +11,6 @@ from spike2former.weights import resolve_backbone, resolve_model
 
 from .console import EXIT_USAGE, fail, reported_errors
 from .download_progress import download_progress
-from .options import ModelOption, OfflineOption  # noqa: F401 - until train declares its own
 
 
 def model_path(spec: str, offline: bool = False) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 import typer
@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from spike2former.build import build_model
-from spike2former.datasets import FORMATS, DatasetError
+from spike2former.datasets import DatasetError
 from spike2former.model_file import load_model
 from spike2former.presets import PRESETS
 from spike2former.training import (
@@ -48,8 +48,16 @@ from spike2former.training.recipe import PIPELINES, RECIPES
 from spike2former.weights import DEFAULT_MODEL
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .model_option import OfflineOption, backbone_path, model_path
+from .model_option import backbone_path, model_path
 from .option_source import given_options, option_flags
+from .options import (
+    DATASET_LAYOUTS,
+    DeviceOption,
+    OfflineOption,
+    QuietOption,
+    ThreadsOption,
+    option,
+)
 from .run_dir import make_run_dir
 from .size_option import parse_size
 
@@ -68,142 +76,85 @@ _RUN_ONLY = frozenset({"out", "resume_run", "workers", "device", "threads", "off
 def train_command(
     ctx: typer.Context,
     preset: Annotated[
-        str | None,
-        typer.Option(help=f"Train a fresh network: {', '.join(PRESETS)}.", show_default=False),
+        str | None, option("--preset", f"One of {', '.join(PRESETS)}.", show_default=False)
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--model",
-            "-m",
+            "Fine-tuned.",
             metavar="NAME|PATH",
-            help="Fine-tune a model file or registered model.",
             show_default=f"{DEFAULT_MODEL} (shipped with s2f) unless --preset is given",
         ),
     ] = None,
-    data: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Dataset root.", show_default=False)
-    ] = None,
+    data: Annotated[Path | None, option("--data", metavar="DIR", show_default=False)] = None,
     dataset_format: Annotated[
-        str | None,
-        typer.Option("--format", help=f"Dataset layout: {', '.join(FORMATS)}.", show_default=False),
+        Literal[DATASET_LAYOUTS] | None,  # type: ignore[valid-type]
+        option("--format", show_default=False),
     ] = None,
-    num_classes: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=MAX_CLASSES,
-            help="Classes of the head (rebuilds the class layer).",
-        ),
-    ] = None,
+    num_classes: Annotated[int | None, option("--num-classes", min=1, max=MAX_CLASSES)] = None,
     init_backbone: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FILE|NAME",
-            help="ImageNet backbone weights (a path or a registered backbone).",
-            show_default=False,
-        ),
+        str | None, option("--init-backbone", metavar="FILE|NAME", show_default=False)
     ] = None,
     recipe: Annotated[
         str | None,
-        typer.Option(
-            help=f"Recipe to start from: {', '.join(RECIPES)}.",
+        option(
+            "--recipe",
+            f"One of {', '.join(RECIPES)}.",
             show_default="the preset's, or the official one for the model and dataset",
         ),
     ] = None,
-    iters: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Training iterations (the warm-up and the poly decay's end move in proportion).",
-        ),
-    ] = None,
+    iters: Annotated[int | None, option("--iters", min=1)] = None,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Images per step and process.")
+        int | None, option("--batch-size", "Per step and process.", min=1)
     ] = None,
     crop_size: Annotated[
-        str | None, typer.Option(metavar="S|HxW", help="Training crop.", show_default=False)
+        str | None, option("--crop-size", metavar="S|HxW", show_default=False)
     ] = None,
-    lr: Annotated[
-        float | None, typer.Option(min=0.0, help="Base learning rate (used as given).")
-    ] = None,
-    weight_decay: Annotated[float | None, typer.Option(min=0.0, help="AdamW weight decay.")] = None,
-    backbone_lr_mult: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Backbone learning rate as a fraction of --lr (official 0.1, for an ImageNet "
-            "backbone; 1 suits a backbone trained from scratch).",
-        ),
-    ] = None,
+    lr: Annotated[float | None, option("--lr", min=0.0)] = None,
+    weight_decay: Annotated[float | None, option("--weight-decay", min=0.0)] = None,
+    backbone_lr_mult: Annotated[float | None, option("--backbone-lr-mult", min=0.0)] = None,
     warmup_iters: Annotated[
         int | None,
-        typer.Option(
-            min=0,
-            help="Linear warm-up length.",
-            show_default="the recipe's, in proportion to --iters",
-        ),
+        option("--warmup-iters", min=0, show_default="the recipe's, in proportion to --iters"),
     ] = None,
-    poly_end: Annotated[
-        int | None, typer.Option(min=1, help="Iteration at which the poly decay reaches 0.")
-    ] = None,
-    clip_grad: Annotated[
-        float | None, typer.Option(min=0.0, help="Global gradient-norm clip; 0 = none.")
-    ] = None,
+    poly_end: Annotated[int | None, option("--poly-end", min=1)] = None,
+    clip_grad: Annotated[float | None, option("--clip-grad", min=0.0)] = None,
     pipeline: Annotated[
-        str | None,
-        typer.Option(help=f"Training augmentation: {', '.join(PIPELINES)}.", show_default=False),
+        str | None, option("--pipeline", f"One of {', '.join(PIPELINES)}.", show_default=False)
     ] = None,
-    eval_interval: Annotated[
-        int | None, typer.Option(min=1, help="Validate every N iterations.")
-    ] = None,
-    checkpoint_interval: Annotated[
-        int | None, typer.Option(min=1, help="Checkpoint every N iterations.")
-    ] = None,
+    eval_interval: Annotated[int | None, option("--eval-interval", min=1)] = None,
+    checkpoint_interval: Annotated[int | None, option("--checkpoint-interval", min=1)] = None,
     test_size: Annotated[
         int | None,
-        typer.Option(
+        option(
+            "--imgsz",
+            "Validation and the saved model use it.",
             min=0,
-            help="Short side validation and the saved models resize images to; 0 = native.",
             show_default="the model's; 0 with the random_crop pipeline",
         ),
     ] = None,
-    train_split: Annotated[str, typer.Option(help="Training split.")] = "train",
-    val_split: Annotated[
-        str, typer.Option(help="Validation split; 'none' trains without validation.")
-    ] = "val",
-    conventional: Annotated[
-        bool,
-        typer.Option(
-            "--conventional",
-            help="Train the same network as a conventional one: real-valued neurons, no spikes.",
-        ),
-    ] = False,
-    amp: Annotated[
-        bool, typer.Option("--amp", help="Mixed precision (bf16; fp16 on GPUs without bf16).")
-    ] = False,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Seed of initialisation and data order.")
-    ] = 0,
-    log_interval: Annotated[int, typer.Option(min=1, help="Log every N iterations.")] = 50,
-    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[
-        int, typer.Option(min=0, help="CPU threads for torch; 0 keeps its default.")
-    ] = 0,
+    train_split: Annotated[str, option("--train-split")] = "train",
+    val_split: Annotated[str, option("--val-split")] = "val",
+    conventional: Annotated[bool, option("--conventional")] = False,
+    amp: Annotated[bool, option("--amp")] = False,
+    seed: Annotated[int, option("--seed", min=0, max=MAX_SEED)] = 0,
+    log_interval: Annotated[int, option("--log-interval", min=1)] = 50,
+    workers: Annotated[int, option("--workers", min=0)] = 2,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
     out: Annotated[
         Path | None,
-        typer.Option(
+        option(
+            "--output",
+            "The run folder (refused if it exists, unless --resume).",
             metavar="RUN",
-            help="Run folder (refused if it exists, unless --resume).",
             show_default="runs/train/run, run2, ...",
         ),
     ] = None,
-    resume_run: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
-    ] = False,
+    resume_run: Annotated[bool, option("--resume")] = False,
     offline: OfflineOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train Spike2Former with the official recipe; resumable, and data-parallel under torchrun."""
     overrides = {
@@ -283,10 +234,10 @@ def train_command(
 
 
 def _check_resume(ctx: typer.Context, out: Path | None) -> None:
-    """Refuse a resume without ``--out``, of a folder that holds no run, or with options that
+    """Refuse a resume without ``--output``, of a folder that holds no run, or with options that
     disagree with the run's saved settings (options equal to them are welcome)."""
     if out is None:
-        raise fail("--resume continues the run given with --out RUN", EXIT_USAGE)
+        raise fail("--resume continues the run given with --output RUN", EXIT_USAGE)
     run = RunFolder(out)
     try:
         run.check_resumable()
@@ -306,7 +257,7 @@ def _check_resume(ctx: typer.Context, out: Path | None) -> None:
         them = "it" if len(conflicts) == 1 else "them"
         raise fail(
             f"--resume continues {out} with its saved settings: {', '.join(described)}; leave "
-            f"{them} out, or start a new run with another --out",
+            f"{them} out, or start a new run with another --output",
             EXIT_USAGE,
         )
 
@@ -374,17 +325,11 @@ def _check_new_run_arguments(
         raise fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", EXIT_USAGE)
     if data is None or dataset_format is None:
         raise fail("--data DIR and --format FORMAT are required for a new run", EXIT_USAGE)
-    if dataset_format not in (*FORMATS, "cocostuff"):
-        raise fail(
-            f"unknown dataset format {dataset_format!r}; choose one of {', '.join(FORMATS)} "
-            "(or cocostuff, either COCO-Stuff layout)",
-            EXIT_USAGE,
-        )
     if not data.is_dir():
         raise fail(f"--data {data}: no such directory", EXIT_USAGE)
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise fail(
-            f"{out} already exists; pass --resume to continue that run, or choose another --out",
+            f"{out} already exists; pass --resume to continue that run, or choose another --output",
             EXIT_USAGE,
         )
 

@@ -144,7 +144,7 @@ def test_train_fine_tunes_it_by_default(tmp_path: Path) -> None:
     result = run(
         "train", "--data", data, "--format", "folder", "--iters", "1", "--warmup-iters", "0",
         "--batch-size", "1", "--crop-size", "64", "--pipeline", "random_crop", "--workers", "0",
-        "--out", out, "-q",
+        "--output", out, "-q",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     init = json.loads((out / "config.json").read_text())["job"]["init"]

@@ -82,7 +82,7 @@ class RunFolder:
         if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
             raise RunFolderError(
                 f"{self.root} already exists; pass --resume to continue that run, or choose "
-                "another --out"
+                "another --output"
             )
         missing = [folder for folder in (self.root, *self.root.parents) if not folder.exists()]
         self._made = self.root if made_by_caller else (missing[-1] if missing else None)

@@ -89,7 +89,7 @@ def test_every_command_refuses_them(
         "segment": [SCENE, "-o", out],
         "firing-rates": [SCENE, "-o", out],
         "eval": ["--data", "data", "--format", "folder"],
-        "train": ["--data", "data", "--format", "folder", "--out", out],
+        "train": ["--data", "data", "--format", "folder", "--output", out],
     }[command]
     result = s2f(command, "--model", path, *args)
     assert_one_error_line(result, 1, str(path), *fragments)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from spike2former import load_model
+from tests.cli.assertions import assert_one_error_line
 from tests.training.helpers import (
     CLASSES,
     quick_args,
@@ -46,12 +47,7 @@ def train(*args: str | Path) -> Result:
 
 
 def one_error(result: Result, code: int, fragment: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in ANSI.sub("", result.stderr).splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    assert fragment in lines[0], lines[0]
-    assert result.stdout == ""
+    assert_one_error_line(result, code, fragment)
 
 
 def test_a_short_run_and_its_folder(files: dict[str, Path], tmp_path: Path) -> None:
@@ -87,7 +83,7 @@ def test_a_short_run_and_its_folder(files: dict[str, Path], tmp_path: Path) -> N
     [
         (["--preset", "tiny", "--model", "x", "--format", "folder"], "give either --preset"),
         (["--preset", "sdtv9", "--format", "folder"], "unknown preset 'sdtv9'"),
-        (["--preset", "tiny", "--format", "cocostuff9k"], "unknown dataset format"),
+        (["--preset", "tiny", "--format", "cocostuff9k"], "'cocostuff9k' is not one of"),
         (["--preset", "tiny"], "--data DIR and --format FORMAT are required"),
         (["--preset", "tiny", "--format", "folder", "--crop-size", "big"], "--crop-size takes"),
         (["--preset", "tiny", "--format", "folder", "--recipe", "fast"], "no training recipe"),
@@ -104,7 +100,7 @@ def test_a_short_run_and_its_folder(files: dict[str, Path], tmp_path: Path) -> N
 def test_usage_errors(files: dict[str, Path], args: list[str], fragment: str) -> None:
     needs_data = "--preset" in args and "--format" in args
     extra = ["--data", str(files["data"])] if needs_data else []
-    one_error(train(*args, *extra, "--out", str(Path("/nonexistent/never"))), 2, fragment)
+    one_error(train(*args, *extra, "--output", str(Path("/nonexistent/never"))), 2, fragment)
 
 
 def test_a_short_preset_run_scales_its_warm_up(files: dict[str, Path], tmp_path: Path) -> None:
@@ -112,7 +108,7 @@ def test_a_short_preset_run_scales_its_warm_up(files: dict[str, Path], tmp_path:
     result = train(
         "--preset", "tiny", "--data", files["data"], "--format", "folder", "--iters", "20",
         "--batch-size", "1", "--crop-size", "32", "--pipeline", "random_crop",
-        "--val-split", "none", "--workers", "0", "--threads", "1", "--out", out, "-q",
+        "--val-split", "none", "--workers", "0", "--threads", "1", "--output", out, "-q",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     recipe = json.loads((out / "config.json").read_text())["job"]["recipe"]
@@ -141,12 +137,12 @@ def test_an_existing_run_is_never_overwritten(files: dict[str, Path], tmp_path: 
 
 
 def test_resume_errors(files: dict[str, Path], tmp_path: Path) -> None:
-    one_error(train("--resume"), 2, "--resume continues the run given with --out RUN")
-    one_error(train("--resume", "--out", tmp_path / "none"), 2, "there is no run at")
+    one_error(train("--resume"), 2, "--resume continues the run given with --output RUN")
+    one_error(train("--resume", "--output", tmp_path / "none"), 2, "there is no run at")
     (tmp_path / "empty").mkdir()
-    one_error(train("--resume", "--out", tmp_path / "empty"), 2, "has no checkpoint to resume")
+    one_error(train("--resume", "--output", tmp_path / "empty"), 2, "has no checkpoint to resume")
     one_error(
-        train("--resume", "--out", tmp_path / "empty", "--iters", "9", "--lr", "1"),
+        train("--resume", "--output", tmp_path / "empty", "--iters", "9", "--lr", "1"),
         2,
         "has no checkpoint to resume",
     )
@@ -176,7 +172,7 @@ def test_resume_accepts_the_run_s_settings(
     finished_run: tuple[str, list[str]], extra: list[str] | None
 ) -> None:
     out, started = finished_run
-    args = [*started, "--resume"] if extra is None else ["--resume", "--out", out, *extra]
+    args = [*started, "--resume"] if extra is None else ["--resume", "--output", out, *extra]
     result = train(*args)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == out
@@ -202,7 +198,7 @@ def test_resume_refuses_conflicting_options_naming_them(
     finished_run: tuple[str, list[str]], extra: list[str], message: str
 ) -> None:
     out, _ = finished_run
-    one_error(train("--resume", "--out", out, *extra), 2, message)
+    one_error(train("--resume", "--output", out, *extra), 2, message)
 
 
 def test_missing_backbone_file(files: dict[str, Path], tmp_path: Path) -> None:
@@ -229,8 +225,8 @@ def test_conventional_runs_train_real_valued_neurons_and_keep_them(
     assert neurons and not any(neuron.quantize for neuron in neurons)
     # the spiking source model is left as it was
     assert load_model(files["model"]).config.spiking is True
-    resumed = train("--resume", "--out", out, "-q")
+    resumed = train("--resume", "--output", out, "-q")
     assert resumed.exit_code == 0, resumed.output
     assert load_model(out / "weights" / "last.safetensors").config.spiking is False
-    again = train("--resume", "--out", out, "--conventional", "-q")  # as the run was started
+    again = train("--resume", "--output", out, "--conventional", "-q")  # as the run was started
     assert again.exit_code == 0, again.output

@@ -146,7 +146,7 @@ def test_an_existing_file_as_the_run_folder(files: dict[str, Path], tmp_path: Pa
             ["--batch-size", "4", "--crop-size", "1280", "--pipeline", "shortest_edge_a"],
             "--batch-size 4 with --crop-size 1280x1280 needs about",
         ),
-        (["--test-size", "8192"], "validating on images resized to --test-size 8192 needs about"),
+        (["--imgsz", "8192"], "validating on images resized to --imgsz 8192 needs about"),
     ],
 )
 def test_runs_too_large_for_memory_are_refused(
@@ -306,7 +306,7 @@ def test_a_full_disk_leaves_nothing(files: dict[str, Path], tmp_path: Path, exis
 def test_the_default_run_folder_is_removed_when_the_data_fails(
     files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No ``--out``: ``runs/train/run`` is made once the run is checked, and removed again when
+    """No ``--output``: ``runs/train/run`` is made once the run is checked, and removed again when
     a sample fails before the first checkpoint."""
     data = tmp_path / "data"
     shutil.copytree(files["data"], data)
@@ -314,7 +314,7 @@ def test_the_default_run_folder_is_removed_when_the_data_fails(
         foreign_label(data / "annotations" / "train" / f"{index:03d}.png")
     monkeypatch.chdir(tmp_path)
     args = args_for(files, tmp_path / "unused", data=data)
-    del args[args.index("--out") : args.index("--out") + 2]
+    del args[args.index("--output") : args.index("--output") + 2]
     in_process([*args, "--checkpoint-interval", "1000"], 1, "not class ids")
     assert list((tmp_path / "runs" / "train").iterdir()) == []
 

@@ -99,7 +99,7 @@ def quick_args(
         "--log-interval", "2",
         "--workers", "0",
         "--threads", "1",
-        "--out", str(out),
+        "--output", str(out),
         "-q",
         *extra,
     ]  # fmt: skip

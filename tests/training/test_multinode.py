@@ -202,7 +202,7 @@ def test_kill_9_on_one_node_then_resume_on_both(
     state = torch.load(checkpoint / "state.pt", weights_only=True)
     assert state["iteration"] in (2, 4)
 
-    resume = ["train", "--resume", "--out", str(run), "--workers", "0", "--threads", "1", "-q"]
+    resume = ["train", "--resume", "--output", str(run), "--workers", "0", "--threads", "1", "-q"]
     with two_nodes(tmp_path / "resumed", resume) as nodes:
         assert nodes.wait() == [0, 0], nodes.errors()
     assert [nodes.stdout(node).strip() for node in range(2)] == [str(run), ""]
