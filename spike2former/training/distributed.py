@@ -112,10 +112,6 @@ def wrap(model: nn.Module, context: DistributedContext) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def all_reduce_sum_(tensor: Tensor, context: DistributedContext) -> Tensor:
     """Sum ``tensor`` over all processes, in place (on the process's device for NCCL)."""
     if context.distributed:

@@ -116,7 +116,7 @@ def train(
     context: DistributedContext | None = None,
     *,
     workers: int = 0,
-    callbacks: object | None = None,
+    callbacks: TrainCallbacks | None = None,
 ) -> TrainResult:
     """Train ``model`` (already fitted to the data's classes) as ``job`` says, in a new run
     folder ``run_dir`` (an existing non-empty folder is refused), or in the folder a callable
@@ -163,7 +163,7 @@ def resume(
     context: DistributedContext | None = None,
     *,
     workers: int = 0,
-    callbacks: object | None = None,
+    callbacks: TrainCallbacks | None = None,
 ) -> TrainResult:
     """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
     context = context or DistributedContext()
@@ -214,7 +214,7 @@ def _run(
     datasets: tuple[SegmentationDataset, SegmentationDataset | None],
     state: TrainState | None,
     workers: int,
-    callbacks: object | None,
+    callbacks: TrainCallbacks | None,
 ) -> TrainResult:
     recipe, device = job.recipe, context.device
     callbacks = callbacks if context.is_main else None
