@@ -11,7 +11,8 @@ import typer
 from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
-from s2f_cli.model_option import ModelOption, OfflineOption, model_path
+from s2f_cli.model_option import model_path
+from s2f_cli.options import ModelOption, OfflineOption
 from spike2former.model_file import read_model_config
 from tests.cli.assertions import assert_one_error_line, lines, run_s2f
 from tests.download_helpers import (
