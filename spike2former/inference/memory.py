@@ -3,10 +3,10 @@
 The network's activations grow with the pixels of its input, so the peak of a forward pass is
 ``bytes_per_pixel x height x width`` plus what pre- and post-processing hold at the image's own
 size. ``bytes_per_pixel`` is measured, not guessed: one forward pass of the network on a small
-input, with the tensors returned by torch functions followed until they are collected, gives
-the peak of live tensors, and that peak is linear in the pixel count (spiking attention is
-computed as q (k^T v), linear in the tokens). The measurement is made only for inputs that
-``COARSE_BYTES_PER_PIXEL`` says might not fit.
+input, with the storages torch operations create followed until they are freed
+(``LiveTensors``), gives the peak of live tensors, and that peak is linear in the pixel count
+(spiking attention is computed as q (k^T v), linear in the tokens). The measurement is made only
+for inputs that ``COARSE_BYTES_PER_PIXEL`` says might not fit.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from ..errors import S2FError
 
@@ -130,23 +132,26 @@ def network_peak_per_pixel(
 ) -> float:
     """Peak live bytes of ``scores`` per input pixel, measured on a ``PROBE_SIDE`` square."""
     probe = torch.zeros(1, 3, PROBE_SIDE, PROBE_SIDE, dtype=dtype, device=device)
-    with torch.inference_mode(), _LiveTensorBytes() as tracker:
+    with torch.inference_mode(), LiveTensors() as tracker:
         scores(probe)
     return tracker.peak / PROBE_SIDE**2
 
 
-class _LiveTensorBytes(TorchFunctionMode):
-    """Bytes held by the tensors that torch functions return, while they are alive: each
-    storage counted once, released when its last tensor is collected."""
+class LiveTensors(TorchDispatchMode):
+    """Peak bytes of the storages that torch operations create, each counted from its creation
+    until it is freed (saved tensors of the backward pass included: a storage's Python object
+    lives as long as the storage)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.live = self.peak = 0
-        self._holders: dict[int, int] = {}  # storage address -> tensors alive on it
+        self._sizes: dict[int, int] = {}
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
         result = func(*args, **(kwargs or {}))
-        for value in result if isinstance(result, (tuple, list)) else (result,):
+        for value in tree_flatten(result)[0]:
             if isinstance(value, Tensor):
                 self._hold(value)
         return result
@@ -154,18 +159,15 @@ class _LiveTensorBytes(TorchFunctionMode):
     def _hold(self, tensor: Tensor) -> None:
         storage = tensor.untyped_storage()
         address = storage.data_ptr()
-        if address not in self._holders:
-            self._holders[address] = 0
-            self.live += storage.nbytes()
-            self.peak = max(self.peak, self.live)
-        self._holders[address] += 1
-        weakref.finalize(tensor, self._release, address, storage.nbytes())
+        if address == 0 or address in self._sizes:
+            return
+        self._sizes[address] = storage.nbytes()
+        self.live += storage.nbytes()
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(storage, self._release, address)
 
-    def _release(self, address: int, nbytes: int) -> None:
-        self._holders[address] -= 1
-        if self._holders[address] == 0:
-            del self._holders[address]
-            self.live -= nbytes
+    def _release(self, address: int) -> None:
+        self.live -= self._sizes.pop(address, 0)
 
 
 def _meminfo_available() -> int | None:

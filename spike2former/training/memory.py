@@ -9,7 +9,7 @@ A run holds, besides the network's weights (already loaded when this is asked):
   ``batch x crop pixels x bytes per pixel``, the bytes per pixel *measured* on this network: one
   step on one image of the crop (of a crop of ``PROBE_PIXELS`` with its aspect, when the crop is
   larger), with labels of as many classes as the network matches (at most ``PROBE_CLASSES``),
-  counting the storages torch operations create until they are freed (``_LiveTensors``). The
+  counting the storages torch operations create until they are freed (``LiveTensors``). The
   measured step is undone (buffers, gradients and random state restored). Dividing the whole
   peak by the probe's pixels overstates small crops (the step's fixed part is counted as if it
   grew with them);
@@ -63,19 +63,20 @@ The measuring step costs about one training step at the probe size, so it runs o
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ..inference.memory import COARSE_BYTES_PER_PIXEL as COARSE_INFERENCE_BYTES_PER_PIXEL
-from ..inference.memory import IMAGE_BYTES_PER_PIXEL, available_bytes, network_peak_per_pixel
+from ..inference.memory import (
+    IMAGE_BYTES_PER_PIXEL,
+    LiveTensors,
+    available_bytes,
+    network_peak_per_pixel,
+)
 from ..modeling.spike2former import Spike2Former
 from .checkpoint import capture_rng, restore_rng
 from .data import PREFETCH_BATCHES
@@ -265,7 +266,7 @@ def activation_bytes_per_pixel(
     criterion = build_criterion(model, cls_cost, lean).to(device)
     with _undone(model):
         prepare_model(model, lean).train()
-        with _LiveTensors() as live:
+        with LiveTensors() as live:
             losses = step_losses(
                 model, criterion, images, labels, lean, autocast_dtype=autocast_dtype
             )
@@ -300,36 +301,3 @@ def _undone(model: torch.nn.Module) -> Iterator[None]:
             parameter.grad = grads[name]
         model.train(mode)
         restore_rng(rng)
-
-
-class _LiveTensors(TorchDispatchMode):
-    """Peak bytes of the storages that torch operations create, each counted from its creation
-    until it is freed (saved tensors of the backward pass included: a storage's Python object
-    lives as long as the storage)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-        self._sizes: dict[int, int] = {}
-
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
-    ) -> Any:
-        result = func(*args, **(kwargs or {}))
-        for value in tree_flatten(result)[0]:
-            if isinstance(value, Tensor):
-                self._hold(value)
-        return result
-
-    def _hold(self, tensor: Tensor) -> None:
-        storage = tensor.untyped_storage()
-        address = storage.data_ptr()
-        if address == 0 or address in self._sizes:
-            return
-        self._sizes[address] = storage.nbytes()
-        self.live += storage.nbytes()
-        self.peak = max(self.peak, self.live)
-        weakref.finalize(storage, self._release, address)
-
-    def _release(self, address: int) -> None:
-        self.live -= self._sizes.pop(address, 0)
