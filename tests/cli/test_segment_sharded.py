@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from tests.cli.assertions import assert_one_error_line
-from tests.training.helpers import cli_env
+from tests.training.helpers import cli_env, free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAST = ("--imgsz", "64", "--threads", "1", "-q")
@@ -36,12 +35,6 @@ def segment(*args: str | Path, env: dict[str, str] | None = None) -> Result:
 
 def child_env() -> dict[str, str]:
     return {k: v for k, v in cli_env().items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

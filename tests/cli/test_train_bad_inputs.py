@@ -30,6 +30,7 @@ from tests.training.helpers import (
     REPO,
     cli_env,
     quick_args,
+    start_cli,
     write_shapes_dataset,
     write_small_model,
 )
@@ -325,14 +326,7 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_nothing(
     out = tmp_path / "run"
     extra = ["--iters", "5000", "--poly-end", "5000", "--checkpoint-interval", "10000"]
     args = args_for(files, out, *extra, "--eval-interval", "10000", "--workers", "2")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "s2f_cli", *args],
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(args)
     deadline = time.monotonic() + 120
     while not (out / "checkpoint" / "state.pt").exists():  # the starting checkpoint
         assert process.poll() is None and time.monotonic() < deadline

@@ -124,6 +124,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_cli(args: list[str]) -> subprocess.Popen[str]:
+    """``python -m s2f_cli ARGS`` started in the background (to be interrupted or killed)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "s2f_cli", *args],
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "s2f_cli", *args],

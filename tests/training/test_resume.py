@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from spike2former import load_model
 from tests.training.helpers import (
     CLASSES,
-    REPO,
     assert_same_tensors,
-    cli_env,
     quick_args,
     read_tensors,
     run_cli,
+    start_cli,
     write_shapes_dataset,
     write_small_model,
 )
 
 ITERS = 8
-
-
-def start(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "s2f_cli", *args],
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tmp_path: Path) -> None:
@@ -42,8 +28,8 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tmp_path: Path) 
     full_run, killed_run = tmp_path / "full", tmp_path / "killed"
     # Both runs start together (one thread each); the second is killed once it has written the
     # weights of its first checkpoint after the start, wherever it then is.
-    full = start(quick_args(model, data, full_run, iters=ITERS))
-    victim = start(quick_args(model, data, killed_run, iters=ITERS))
+    full = start_cli(quick_args(model, data, full_run, iters=ITERS))
+    victim = start_cli(quick_args(model, data, killed_run, iters=ITERS))
     first_checkpoint = killed_run / "checkpoint" / "iter_00000002.safetensors"
     deadline = time.monotonic() + 120
     while not first_checkpoint.exists() and victim.poll() is None:
