@@ -9,7 +9,7 @@ so that a trainer or a test can look at who was matched to what.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +76,7 @@ def nearest_resize_label(label: Tensor, size: tuple[int, int]) -> Tensor:
     return resized[0, 0].to(label.dtype)
 
 
+@dataclass(frozen=True)
 class HungarianMatcher:
     """One-to-one assignment of queries to ground-truth masks by minimum total cost.
 
@@ -86,18 +87,10 @@ class HungarianMatcher:
     ``scipy.optimize.linear_sum_assignment``. No gradient flows through the matching.
     """
 
-    def __init__(
-        self,
-        cls_cost: float = 2.0,
-        focal_cost: float = 20.0,
-        dice_cost: float = 1.0,
-        *,
-        terms: MaskLossTerms = OFFICIAL_TERMS,
-    ) -> None:
-        self.cls_cost = cls_cost
-        self.focal_cost = focal_cost
-        self.dice_cost = dice_cost
-        self.terms = terms
+    cls_cost: float = 2.0
+    focal_cost: float = 20.0
+    dice_cost: float = 1.0
+    terms: MaskLossTerms = field(default=OFFICIAL_TERMS, kw_only=True)
 
     @torch.no_grad()
     def cost_matrices(

@@ -6,11 +6,14 @@ turns them into tensors ``float32 [3, H, W]`` and ``int64 [H, W]``. Random steps
 ``numpy.random.Generator`` they are given, so a generator derived from (seed, epoch, index) gives
 the same sample in any worker. Images are resized with OpenCV bilinear, labels nearest, with
 mmcv's size rounding.
+
+The steps are dataclasses: their fields are their settings, and their ``repr`` shows them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -75,6 +78,7 @@ class Compose:
         return f"Compose([\n    {inner}\n])"
 
 
+@dataclass
 class KeepRatioResize:
     """Resize keeping the aspect ratio so the image fits ``scale`` = (long edge, short edge).
 
@@ -83,9 +87,8 @@ class KeepRatioResize:
     back instead).
     """
 
-    def __init__(self, scale: tuple[int, int], resize_label: bool = True) -> None:
-        self.scale = scale
-        self.resize_label = resize_label
+    scale: tuple[int, int]
+    resize_label: bool = True
 
     def largest_size(self, height: int, width: int) -> tuple[int, int]:
         return rescale_size(height, width, self.scale)
@@ -97,10 +100,8 @@ class KeepRatioResize:
         image, resized = resize_pair(image, label if self.resize_label else None, size)
         return image, resized if self.resize_label else label
 
-    def __repr__(self) -> str:
-        return f"KeepRatioResize(scale={self.scale}, resize_label={self.resize_label})"
 
-
+@dataclass
 class RandomShortestEdgeResize:
     """Short side set to a size drawn uniformly from ``scales``, long side capped at ``max_size``.
 
@@ -108,9 +109,11 @@ class RandomShortestEdgeResize:
     computed size then goes through mmcv's keep-ratio rounding, as in mmseg.
     """
 
-    def __init__(self, scales: Sequence[int], max_size: int) -> None:
-        self.scales = tuple(scales)
-        self.max_size = max_size
+    scales: Sequence[int]
+    max_size: int
+
+    def __post_init__(self) -> None:
+        self.scales = tuple(self.scales)
 
     def output_size(self, height: int, width: int, short_edge: int) -> tuple[int, int]:
         """(height, width) after resizing to ``short_edge``."""
@@ -133,21 +136,16 @@ class RandomShortestEdgeResize:
         short_edge = self.scales[int(rng.integers(len(self.scales)))]
         return resize_pair(image, label, self.output_size(*image.shape[:2], short_edge))
 
-    def __repr__(self) -> str:
-        return f"RandomShortestEdgeResize(scales={self.scales}, max_size={self.max_size})"
 
-
+@dataclass
 class RandomRatioResize:
     """Keep-ratio resize into ``scale`` × r, r uniform in ``ratio_range``.
 
     mmcv ``RandomResize(scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True)``.
     """
 
-    def __init__(
-        self, scale: tuple[int, int] = (2048, 512), ratio_range: tuple[float, float] = (0.5, 2.0)
-    ) -> None:
-        self.scale = scale
-        self.ratio_range = ratio_range
+    scale: tuple[int, int] = (2048, 512)
+    ratio_range: tuple[float, float] = (0.5, 2.0)
 
     def _scale(self, ratio: float) -> tuple[int, int]:
         return int(self.scale[0] * ratio), int(self.scale[1] * ratio)
@@ -163,10 +161,8 @@ class RandomRatioResize:
         ratio = rng.random() * (high - low) + low
         return resize_pair(image, label, rescale_size(*image.shape[:2], self._scale(ratio)))
 
-    def __repr__(self) -> str:
-        return f"RandomRatioResize(scale={self.scale}, ratio_range={self.ratio_range})"
 
-
+@dataclass
 class RandomCrop:
     """A random ``crop_size`` = (height, width) window (smaller images stay whole).
 
@@ -175,17 +171,10 @@ class RandomCrop:
     single class, is redrawn; after 10 redraws the last window is kept.
     """
 
-    def __init__(
-        self,
-        crop_size: tuple[int, int],
-        cat_max_ratio: float = 0.75,
-        ignore_index: int = IGNORE_INDEX,
-        max_redraws: int = 10,
-    ) -> None:
-        self.crop_size = crop_size
-        self.cat_max_ratio = cat_max_ratio
-        self.ignore_index = ignore_index
-        self.max_redraws = max_redraws
+    crop_size: tuple[int, int]
+    cat_max_ratio: float = 0.75
+    ignore_index: int = field(default=IGNORE_INDEX, repr=False)
+    max_redraws: int = field(default=10, repr=False)
 
     def _window(self, height: int, width: int, rng: np.random.Generator) -> tuple[slice, slice]:
         margin_h = max(height - self.crop_size[0], 0)
@@ -210,15 +199,12 @@ class RandomCrop:
                 rows, cols = self._window(*image.shape[:2], rng)
         return image[rows, cols], label[rows, cols]
 
-    def __repr__(self) -> str:
-        return f"RandomCrop(crop_size={self.crop_size}, cat_max_ratio={self.cat_max_ratio})"
 
-
+@dataclass
 class RandomHorizontalFlip:
     """Mirror left-right with probability ``prob`` (mmcv ``RandomFlip(prob=0.5)``)."""
 
-    def __init__(self, prob: float = 0.5) -> None:
-        self.prob = prob
+    prob: float = 0.5
 
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
@@ -227,10 +213,8 @@ class RandomHorizontalFlip:
             return image[:, ::-1], label[:, ::-1]
         return image, label
 
-    def __repr__(self) -> str:
-        return f"RandomHorizontalFlip(prob={self.prob})"
 
-
+@dataclass
 class PhotoMetricDistortion:
     """mmseg ``PhotoMetricDistortion`` with its defaults; each part applies with probability 1/2.
 
@@ -240,17 +224,10 @@ class PhotoMetricDistortion:
     The label is untouched.
     """
 
-    def __init__(
-        self,
-        brightness_delta: int = 32,
-        contrast_range: tuple[float, float] = (0.5, 1.5),
-        saturation_range: tuple[float, float] = (0.5, 1.5),
-        hue_delta: int = 18,
-    ) -> None:
-        self.brightness_delta = brightness_delta
-        self.contrast_range = contrast_range
-        self.saturation_range = saturation_range
-        self.hue_delta = hue_delta
+    brightness_delta: int = 32
+    contrast_range: tuple[float, float] = (0.5, 1.5)
+    saturation_range: tuple[float, float] = (0.5, 1.5)
+    hue_delta: int = 18
 
     @staticmethod
     def _convert(values: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
@@ -296,23 +273,17 @@ class PhotoMetricDistortion:
             image = self._contrast(image, rng)
         return image, label
 
-    def __repr__(self) -> str:
-        return (
-            f"PhotoMetricDistortion(brightness_delta={self.brightness_delta}, "
-            f"contrast_range={self.contrast_range}, saturation_range={self.saturation_range}, "
-            f"hue_delta={self.hue_delta})"
-        )
 
-
+@dataclass
 class Normalize:
     """numpy ``uint8 [H, W, 3]`` RGB, ``[H, W]`` -> ``float32 [3, H, W]`` normalised per channel
     ((x − mean) / std, RGB order) and ``int64 [H, W]`` tensors."""
 
-    def __init__(
-        self, mean: Sequence[float] = IMAGE_MEAN, std: Sequence[float] = IMAGE_STD
-    ) -> None:
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+    mean: Sequence[float] = IMAGE_MEAN
+    std: Sequence[float] = IMAGE_STD
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
 
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
@@ -323,26 +294,17 @@ class Normalize:
         labels = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
         return (pixels - mean) / std, labels
 
-    def __repr__(self) -> str:
-        return f"Normalize(mean={self.mean}, std={self.std})"
 
-
+@dataclass
 class Pad:
     """Pad tensors at the bottom and right to ``size`` = (height, width) and/or up to a multiple
     of ``size_divisor``: image with ``image_value`` (0, after normalisation, as mmseg's data
     preprocessor), label with ``label_value`` (255, ignored)."""
 
-    def __init__(
-        self,
-        size: tuple[int, int] | None = None,
-        size_divisor: int | None = None,
-        image_value: float = 0.0,
-        label_value: int = IGNORE_INDEX,
-    ) -> None:
-        self.size = size
-        self.size_divisor = size_divisor
-        self.image_value = image_value
-        self.label_value = label_value
+    size: tuple[int, int] | None = None
+    size_divisor: int | None = None
+    image_value: float = field(default=0.0, repr=False)
+    label_value: int = field(default=IGNORE_INDEX, repr=False)
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         if self.size is not None:
@@ -363,9 +325,6 @@ class Pad:
         image = F.pad(image, padding, value=self.image_value)
         label = F.pad(label, padding, value=self.label_value)
         return image, label
-
-    def __repr__(self) -> str:
-        return f"Pad(size={self.size}, size_divisor={self.size_divisor})"
 
 
 # Dataset name -> training preset, default crop (height, width), test scale (long, short edge).

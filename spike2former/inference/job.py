@@ -89,6 +89,7 @@ def is_complete(record: Record, out_dir: Path, source: Source, kinds: frozenset[
     )
 
 
+@dataclass(eq=False)
 class SegmentJob:
     """Segments ``Source`` items with ``predictor`` and writes results.
 
@@ -99,23 +100,13 @@ class SegmentJob:
         read_stdin: returns the bytes of the ``-`` input.
     """
 
-    def __init__(
-        self,
-        predictor: Predictor,
-        out_dir: Path | None,
-        options: OutputOptions,
-        batch_size: int = 1,
-        vid_stride: int = 1,
-        label_target: Path | BinaryIO | None = None,
-        read_stdin: Callable[[], bytes] | None = None,
-    ) -> None:
-        self.predictor = predictor
-        self.out_dir = out_dir
-        self.options = options
-        self.batch_size = batch_size
-        self.vid_stride = vid_stride
-        self.label_target = label_target
-        self.read_stdin = read_stdin
+    predictor: Predictor
+    out_dir: Path | None
+    options: OutputOptions
+    batch_size: int = 1
+    vid_stride: int = 1
+    label_target: Path | BinaryIO | None = None
+    read_stdin: Callable[[], bytes] | None = None
 
     def run(
         self,

@@ -75,28 +75,27 @@ def train_pipeline(name: str, crop_size: tuple[int, int]) -> Compose:
     return pipeline_for(name, crop_size)
 
 
+@dataclass(frozen=True)
 class IterationSampler(Sampler[tuple[int, int]]):
     """Endless ``(index, epoch)`` keys for one process, from iteration ``start`` on."""
 
-    def __init__(
-        self,
-        dataset_size: int,
-        batch_size: int,
-        context: DistributedContext,
-        seed: int,
-        start: int = 0,
-    ) -> None:
-        self.dataset_size = dataset_size
-        self.batch_size = batch_size
-        self.context = context
-        self.seed = seed
-        self.start = start
-        self.batches_per_epoch = dataset_size // context.world_size // batch_size
+    dataset_size: int
+    batch_size: int
+    context: DistributedContext
+    seed: int
+    start: int = 0
+
+    def __post_init__(self) -> None:
         if self.batches_per_epoch == 0:
             raise DatasetError(
-                f"the training set has {dataset_size} images, fewer than one batch of "
-                f"{batch_size} for each of {context.world_size} process(es); lower --batch-size"
+                f"the training set has {self.dataset_size} images, fewer than one batch of "
+                f"{self.batch_size} for each of {self.context.world_size} process(es); "
+                "lower --batch-size"
             )
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.dataset_size // self.context.world_size // self.batch_size
 
     def epoch_indices(self, epoch: int) -> list[int]:
         """This process's items of ``epoch``, in order, whole batches only."""

@@ -14,6 +14,7 @@ uses ``lr · factor(t)`` (``TrainRecipe`` spells the factor out).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -82,26 +83,20 @@ def build_optimizer(
     )
 
 
+@dataclass(frozen=True)
 class WarmupPolyFactor:
     """The multiplier of a group's base rate at iteration ``t`` (see ``TrainRecipe``).
 
     ``min_ratio`` is ``recipe.min_lr`` over this group's base rate: mmengine's ``eta_min`` is an
-    absolute rate, the same for every group.
+    absolute rate, the same for every group. A dataclass without slots: ``LambdaLR`` saves and
+    restores the fields through ``__dict__``.
     """
 
-    def __init__(
-        self,
-        warmup_iters: int,
-        warmup_factor: float,
-        poly_end: int,
-        power: float,
-        min_ratio: float = 0.0,
-    ) -> None:
-        self.warmup_iters = warmup_iters
-        self.warmup_factor = warmup_factor
-        self.poly_end = poly_end
-        self.power = power
-        self.min_ratio = min_ratio
+    warmup_iters: int
+    warmup_factor: float
+    poly_end: int
+    power: float
+    min_ratio: float = 0.0
 
     def _warmup(self, t: int) -> float:
         # mmengine LinearLR over [0, W): its last step (W - 1) reaches the end factor 1.
