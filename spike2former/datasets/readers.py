@@ -25,6 +25,7 @@ Layouts (``ROOT`` may also be the folder above the named dataset folder):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError
@@ -104,33 +105,69 @@ def _raise_if_missing(missing: Sequence[SampleFiles], layout: str) -> None:
         )
 
 
-def ade20k_dataset(root: str | Path, split: str, **options: object) -> SegmentationDataset:
-    layout = (
-        "ADEChallengeData2016/images/{training,validation}/*.jpg with "
-        "annotations/{training,validation}/*.png"
-    )
-    folder = _split_folder(
-        split,
-        {
-            "train": "training",
-            "training": "training",
-            "val": "validation",
-            "validation": "validation",
-        },
-        "ADE20K",
-    )
-    root = _find_root(Path(root), ["ADEChallengeData2016"], "images", layout)
-    files = _paired(
-        root / "images" / folder,
-        root / "annotations" / folder,
-        [".jpg"],
-        ".png",
-        reduce_zero_label,
-        layout,
-    )
-    return SegmentationDataset(
-        files, DATASET_CLASSES["ade20k"], description=f"ADE20K {split} at {root}", **options
-    )
+@dataclass(frozen=True)
+class _PairedLayout:
+    """A layout whose label maps mirror its images: ``{folder}/images/SPLIT/NAME.jpg`` with
+    ``annotations/SPLIT/NAME{label_suffix}``, ``splits`` naming each split's folder."""
+
+    title: str
+    folder: str
+    splits: dict[str, str]
+    label_suffix: str
+    convert: LabelConversion | None
+    classes: str
+
+    def layout(self) -> str:
+        folders = ",".join(dict.fromkeys(self.splits.values()))
+        return (
+            f"{self.folder}/images/{{{folders}}}/*.jpg with "
+            f"annotations/{{{folders}}}/*{self.label_suffix}"
+        )
+
+    def dataset(self, root: str | Path, split: str, **options: object) -> SegmentationDataset:
+        layout = self.layout()
+        folder = _split_folder(split, self.splits, self.title)
+        root = _find_root(Path(root), [self.folder], "images", layout)
+        files = _paired(
+            root / "images" / folder,
+            root / "annotations" / folder,
+            [".jpg"],
+            self.label_suffix,
+            self.convert,
+            layout,
+        )
+        return SegmentationDataset(
+            files,
+            DATASET_CLASSES[self.classes],
+            description=f"{self.title} {split} at {root}",
+            **options,
+        )
+
+
+_ADE20K = _PairedLayout(
+    "ADE20K",
+    "ADEChallengeData2016",
+    {"train": "training", "training": "training", "val": "validation", "validation": "validation"},
+    ".png",
+    reduce_zero_label,
+    "ade20k",
+)
+_COCOSTUFF10K = _PairedLayout(
+    "COCO-Stuff 10k",
+    "coco_stuff10k",
+    {"train": "train2014", "test": "test2014", "val": "test2014"},
+    "_labelTrainIds.png",
+    reduce_zero_label,
+    "cocostuff",
+)
+_COCOSTUFF164K = _PairedLayout(
+    "COCO-Stuff 164k",
+    "coco_stuff164k",
+    {"train": "train2017", "val": "val2017"},
+    "_labelTrainIds.png",
+    None,
+    "cocostuff",
+)
 
 
 def cityscapes_dataset(root: str | Path, split: str, **options: object) -> SegmentationDataset:
@@ -197,54 +234,6 @@ def voc_dataset(
     extra = " + aug" if augmented and split != "aug" else ""
     return SegmentationDataset(
         files, DATASET_CLASSES["voc"], description=f"VOC {split}{extra} at {root}", **options
-    )
-
-
-def cocostuff10k_dataset(root: str | Path, split: str, **options: object) -> SegmentationDataset:
-    layout = (
-        "coco_stuff10k/images/{train2014,test2014}/*.jpg with "
-        "annotations/{train2014,test2014}/*_labelTrainIds.png"
-    )
-    folder = _split_folder(
-        split, {"train": "train2014", "test": "test2014", "val": "test2014"}, "COCO-Stuff 10k"
-    )
-    root = _find_root(Path(root), ["coco_stuff10k"], "images", layout)
-    files = _paired(
-        root / "images" / folder,
-        root / "annotations" / folder,
-        [".jpg"],
-        "_labelTrainIds.png",
-        reduce_zero_label,
-        layout,
-    )
-    return SegmentationDataset(
-        files,
-        DATASET_CLASSES["cocostuff"],
-        description=f"COCO-Stuff 10k {split} at {root}",
-        **options,
-    )
-
-
-def cocostuff164k_dataset(root: str | Path, split: str, **options: object) -> SegmentationDataset:
-    layout = (
-        "coco_stuff164k/images/{train2017,val2017}/*.jpg with "
-        "annotations/{train2017,val2017}/*_labelTrainIds.png"
-    )
-    folder = _split_folder(split, {"train": "train2017", "val": "val2017"}, "COCO-Stuff 164k")
-    root = _find_root(Path(root), ["coco_stuff164k"], "images", layout)
-    files = _paired(
-        root / "images" / folder,
-        root / "annotations" / folder,
-        [".jpg"],
-        "_labelTrainIds.png",
-        None,
-        layout,
-    )
-    return SegmentationDataset(
-        files,
-        DATASET_CLASSES["cocostuff"],
-        description=f"COCO-Stuff 164k {split} at {root}",
-        **options,
     )
 
 
@@ -332,11 +321,11 @@ def folder_dataset(
 
 
 _READERS = {
-    "ade20k": ade20k_dataset,
+    "ade20k": _ADE20K.dataset,
     "cityscapes": cityscapes_dataset,
     "voc": voc_dataset,
-    "cocostuff10k": cocostuff10k_dataset,
-    "cocostuff164k": cocostuff164k_dataset,
+    "cocostuff10k": _COCOSTUFF10K.dataset,
+    "cocostuff164k": _COCOSTUFF164K.dataset,
     "folder": folder_dataset,
 }
 
