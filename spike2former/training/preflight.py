@@ -15,7 +15,8 @@ Every process runs the checks; if any refuses, all stop.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -63,9 +64,37 @@ def check_run(
 ) -> None:
     """Raise ``DatasetError`` for data that cannot be trained on and ``RunSettingsError`` for
     settings that do not fit it or this machine; nothing is written."""
+    with _refused_together(context):
+        train_set, val_set = datasets
+        check_batches(len(train_set), recipe.batch_size, context)
+        pipeline = train_pipeline(recipe.pipeline, recipe.crop_size)
+        sizes = image_sizes(train_set, pipeline.largest_size)
+        check_crop(recipe, sizes)
+        test_size = model.config.test_size
+        val_sizes = None
+        if val_set is not None:
+            val_sizes = image_sizes(val_set, lambda h, w: network_input_size(h, w, test_size))
+        for dataset in (train_set, val_set):
+            if dataset is not None:
+                loaded = load_sample(dataset, (0, 0))
+                if isinstance(loaded, SampleFailure):
+                    raise loaded.error()
+        images = Images(
+            crop=recipe.crop_size[0] * recipe.crop_size[1],
+            train_image=max(sizes.pixels, sizes.stored),
+            val_image=val_sizes.stored if val_sizes else 0,
+            val_input=val_sizes.pixels if val_sizes else 0,
+        )
+        check_memory(model, recipe, images, context, workers, lean, amp_dtype)
+
+
+@contextmanager
+def _refused_together(context: DistributedContext) -> Iterator[None]:
+    """Raise the ``S2FError`` of the block in every process, or a ``DistributedError`` in the
+    processes whose block passed when another one refused, so that all stop together."""
     error: BaseException | None = None
     try:
-        _check(model, recipe, datasets, context, workers, lean, amp_dtype)
+        yield
     except S2FError as exc:
         error = exc
     if context.distributed:
@@ -74,38 +103,6 @@ def check_run(
             error = DistributedError("another process refused to start the run; see its message")
     if error is not None:
         raise error
-
-
-def _check(
-    model: Spike2Former,
-    recipe: TrainRecipe,
-    datasets: tuple[SegmentationDataset, SegmentationDataset | None],
-    context: DistributedContext,
-    workers: int,
-    lean: LeanTraining,
-    amp_dtype: torch.dtype | None,
-) -> None:
-    train_set, val_set = datasets
-    check_batches(len(train_set), recipe.batch_size, context)
-    pipeline = train_pipeline(recipe.pipeline, recipe.crop_size)
-    sizes = image_sizes(train_set, pipeline.largest_size)
-    check_crop(recipe, sizes)
-    test_size = model.config.test_size
-    val_sizes = None
-    if val_set is not None:
-        val_sizes = image_sizes(val_set, lambda h, w: network_input_size(h, w, test_size))
-    for dataset in (train_set, val_set):
-        if dataset is not None:
-            loaded = load_sample(dataset, (0, 0))
-            if isinstance(loaded, SampleFailure):
-                raise loaded.error()
-    images = Images(
-        crop=recipe.crop_size[0] * recipe.crop_size[1],
-        train_image=max(sizes.pixels, sizes.stored),
-        val_image=val_sizes.stored if val_sizes else 0,
-        val_input=val_sizes.pixels if val_sizes else 0,
-    )
-    check_memory(model, recipe, images, context, workers, lean, amp_dtype)
 
 
 def check_batches(images: int, batch_size: int, context: DistributedContext) -> None:
