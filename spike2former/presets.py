@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import BackboneConfig, HeadConfig, ModelConfig
+from .named import lookup
 
 _SDTV3 = BackboneConfig(version="sdtv3")
 _SDTV2 = BackboneConfig(version="sdtv2")
@@ -52,11 +53,7 @@ PRESETS: dict[str, ModelConfig] = {
 
 def get_preset(name: str) -> ModelConfig:
     """The configuration called ``name``; raises ``KeyError`` listing the known names."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        known = ", ".join(sorted(PRESETS))
-        raise KeyError(f"unknown preset {name!r}; known presets: {known}") from None
+    return lookup(PRESETS, name, "preset")
 
 
 def preset_with(name: str, overrides: Mapping[str, Any] | None = None) -> ModelConfig:

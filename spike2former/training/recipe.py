@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ModelConfig
+from ..named import lookup
 
 # Training pipelines: the official three of ``datasets.pipeline_for`` and ``random_crop``
 # (no rescaling; for small images already at the network's scale).
@@ -245,11 +246,7 @@ _FORMAT_RECIPES = {
 
 def recipe_for(name: str) -> TrainRecipe:
     """The recipe of preset ``name``; raises ``KeyError`` listing the known names."""
-    try:
-        return RECIPES[name]
-    except KeyError:
-        known = ", ".join(sorted(RECIPES))
-        raise KeyError(f"no training recipe named {name!r}; known recipes: {known}") from None
+    return lookup(RECIPES, name, "recipe")
 
 
 def recipe_name_for(config: ModelConfig, dataset_format: str) -> str:
