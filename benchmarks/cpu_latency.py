@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
+from machine import machine
 
 from spike2former import build_model
 
@@ -51,9 +51,7 @@ def main() -> None:
                 "median_ms": round(1000 * statistics.median(times), 1),
                 "min_ms": round(1000 * min(times), 1),
                 "repeats": args.repeats,
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "processor": platform.processor() or platform.machine(),
+                **machine(),
             }
         )
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from machine import machine
 
 from spike2former import build_model
 from spike2former.training import DataSpec, TrainJob, fit_model_to_data, recipe_for, train
@@ -121,9 +121,7 @@ def main() -> None:
                 "mIoU_by_iteration": val,
                 "final_mIoU": val[-1][1] if val else None,
                 "best_mIoU": result.best_miou,
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "processor": platform.processor() or platform.machine(),
+                **machine(),
             }
         )
     )
