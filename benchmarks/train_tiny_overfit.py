@@ -86,8 +86,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    shutil.rmtree(args.out, ignore_errors=True)
-    data = DataSpec.of("folder", write_dataset(args.out / "data", args.images, args.size))
+    shutil.rmtree(args.output, ignore_errors=True)
+    data = DataSpec.of("folder", write_dataset(args.output / "data", args.images, args.size))
     torch.manual_seed(0)
     model, _ = fit_model_to_data(build_model("tiny"), data, len(CLASSES), test_size=0)
     recipe = recipe_for("tiny").replace(
@@ -103,9 +103,9 @@ def main() -> None:
     )
     job = TrainJob(recipe, data, log_interval=50)
     start = time.perf_counter()
-    result = train(model, job, args.out / "run", workers=args.workers)
+    result = train(model, job, args.output / "run", workers=args.workers)
     minutes = (time.perf_counter() - start) / 60
-    records = [json.loads(line) for line in (args.out / "run" / "metrics.jsonl").open()]
+    records = [json.loads(line) for line in (args.output / "run" / "metrics.jsonl").open()]
     val = [(r["iter"], round(r["mIoU"], 2)) for r in records if r["event"] == "val"]
     speeds = [r["images_per_s"] for r in records if r["event"] == "train"]
     print(
