@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,21 +53,33 @@ def same_weights(path: Path, model: torch.nn.Module) -> bool:
     return all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
 
 
+def save_twice_crashing(
+    run: RunFolder,
+    monkeypatch: pytest.MonkeyPatch,
+    target: object,
+    name: str,
+    dies: Callable[..., None],
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Checkpoint 0 of one model, then checkpoint 2 of another with ``target.name`` replaced by
+    ``dies``, which raises ``Crash`` part-way; returns the two models."""
+    old, new = models()
+    run.save_checkpoint(old, state(0))
+    monkeypatch.setattr(target, name, dies)
+    with pytest.raises(Crash):
+        run.save_checkpoint(new, state(2))
+    monkeypatch.undo()
+    return old, new
+
+
 def test_crash_before_the_state_is_renamed_keeps_the_previous_checkpoint(
     run: RunFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old, new = models()
-    run.save_checkpoint(old, state(0))
-
     def dies(path: Path, write: object) -> None:
         if Path(path).name == "state.pt":
             raise Crash
         raise AssertionError(path)
 
-    monkeypatch.setattr(checkpoint_module, "write_atomically", dies)
-    with pytest.raises(Crash):
-        run.save_checkpoint(new, state(2))
-    monkeypatch.undo()
+    old, _ = save_twice_crashing(run, monkeypatch, checkpoint_module, "write_atomically", dies)
 
     assert run.weights_for(2).exists()  # written, but no state names it
     model, resumed = run.load_checkpoint(torch.device("cpu"))
@@ -83,16 +96,10 @@ def test_crash_before_the_state_is_renamed_keeps_the_previous_checkpoint(
 def test_crash_after_the_state_resumes_from_the_new_checkpoint(
     run: RunFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old, new = models()
-    run.save_checkpoint(old, state(0))
-
     def dies(self: RunFolder, weights: Path) -> None:
         raise Crash
 
-    monkeypatch.setattr(RunFolder, "_publish_last", dies)
-    with pytest.raises(Crash):
-        run.save_checkpoint(new, state(2))
-    monkeypatch.undo()
+    old, new = save_twice_crashing(run, monkeypatch, RunFolder, "_publish_last", dies)
 
     assert same_weights(run.last, old)  # not yet published
     model, resumed = run.load_checkpoint(torch.device("cpu"))
