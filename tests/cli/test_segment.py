@@ -83,6 +83,14 @@ def png_array(data_or_path: bytes | Path, mode: str = "P") -> np.ndarray:
         return np.array(image)
 
 
+def label_png_written(model: Path, image: Path, out: Path, mode: str = "P") -> np.ndarray:
+    """``s2f segment`` of ``image`` at its native size into ``out``; the label PNG it wrote, whose
+    mode must be ``mode``."""
+    result = segment(image, "-m", model, *NATIVE, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    return png_array(out / f"{image.stem}.png", mode)
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run every command in the test's own folder, so that a default run folder
@@ -212,9 +220,7 @@ def test_palette_png_holds_class_indices(
     model: Path, inputs: Path, tmp_path: Path, striped: None
 ) -> None:
     out = tmp_path / "out"
-    result = segment(inputs / "b.png", "-m", model, *NATIVE, "-o", out, "-q")
-    assert result.exit_code == 0, result.output
-    labels = png_array(out / "b.png")
+    labels = label_png_written(model, inputs / "b.png", out)
     assert np.array_equal(labels, stripes(5))
     assert np.array_equal(labels, labels_of(model, inputs / "b.png"))
     predictor = Predictor(load_model(model), device="cpu")
@@ -229,10 +235,7 @@ def test_palette_png_holds_class_indices(
 def test_16_bit_png_for_more_than_256_classes(
     model_300: Path, inputs: Path, tmp_path: Path, striped: None
 ) -> None:
-    out = tmp_path / "out"
-    result = segment(inputs / "b.png", "-m", model_300, *NATIVE, "-o", out, "-q")
-    assert result.exit_code == 0, result.output
-    labels = png_array(out / "b.png", mode="I;16")
+    labels = label_png_written(model_300, inputs / "b.png", tmp_path / "out", mode="I;16")
     assert labels.max() > 255
     assert np.array_equal(labels, stripes(300))
 
