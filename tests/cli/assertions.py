@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from typer.testing import Result
@@ -37,6 +38,18 @@ def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in shown[0]
     return shown[0]
+
+
+def assert_failed_inputs(result: Result, failures: Mapping[Path, str]) -> None:
+    """Exit 3 (some inputs failed) without a traceback, and one ``error: PATH: ...`` line for
+    each path of ``failures``, holding the fragment it maps to."""
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output
+    shown = errors(result)
+    assert len(shown) == len(failures), shown
+    for path, fragment in failures.items():
+        named = [line for line in shown if line.startswith(f"error: {path}: ")]
+        assert len(named) == 1 and fragment in named[0], (path, fragment, shown)
 
 
 def run_python(
