@@ -4,6 +4,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
+
+from spike2former.convert import convert_checkpoint
 
 # Detailed assertion messages for the shared assert_* helpers too.
 pytest.register_assert_rewrite("tests.helpers")
@@ -54,6 +58,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             yellow=True,
             bold=True,
         )
+
+
+# The golden fixture, read once per run by every test module that compares with it.
+@pytest.fixture(scope="session")
+def golden() -> dict[str, torch.Tensor]:
+    """The official implementation's inputs and outputs (``io.safetensors``); do not modify."""
+    return load_file(str(FIXTURE / "io.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def fixture_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's official checkpoint through ``convert_checkpoint``: an s2f model file."""
+    destination = tmp_path_factory.mktemp("fixture") / "official_tiny_v3.safetensors"
+    convert_checkpoint(FIXTURE / "weights.safetensors", destination)
+    return destination
 
 
 @pytest.fixture

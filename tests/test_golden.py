@@ -11,30 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
-from safetensors.torch import load_file
 
 from spike2former import load_model
-from spike2former.convert import convert_checkpoint
-from tests.golden_fixture import FIXTURE, needs_fixture
+from tests.golden_fixture import needs_fixture
 
 F64_ATOL = 1e-8
 F32_ATOL = 1e-4
 
 pytestmark = needs_fixture
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, torch.Tensor]:
-    return load_file(str(FIXTURE / "io.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    destination = tmp_path_factory.mktemp("golden") / "official_tiny_v3.safetensors"
-    convert_checkpoint(FIXTURE / "weights.safetensors", destination)
-    return destination
 
 
 def _model(path: Path, dtype: torch.dtype):
@@ -47,8 +32,8 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, nam
     assert error <= atol, f"{name}: max abs error {error:.3g} > {atol:g}"
 
 
-def test_converted_config_matches_fixture_constructor(converted: Path) -> None:
-    config = load_model(converted).config
+def test_converted_config_matches_fixture_constructor(fixture_model_file: Path) -> None:
+    config = load_model(fixture_model_file).config
     assert config.backbone.version == "sdtv3"
     assert config.backbone.embed_dims == (16, 32, 64, 80)
     assert (config.backbone.stage3_depth, config.backbone.stage4_depth) == (6, 2)
@@ -60,8 +45,10 @@ def test_converted_config_matches_fixture_constructor(converted: Path) -> None:
 
 
 @torch.no_grad()
-def test_float64_matches_every_stage(converted: Path, golden: dict[str, torch.Tensor]) -> None:
-    model = _model(converted, torch.float64)
+def test_float64_matches_every_stage(
+    fixture_model_file: Path, golden: dict[str, torch.Tensor]
+) -> None:
+    model = _model(fixture_model_file, torch.float64)
     images = golden["input"].double()
     feats = model.extract_features(images)
     for i, feat in enumerate(feats):
@@ -84,8 +71,8 @@ def test_float64_matches_every_stage(converted: Path, golden: dict[str, torch.Te
 
 
 @torch.no_grad()
-def test_float64_public_outputs(converted: Path, golden: dict[str, torch.Tensor]) -> None:
-    model = _model(converted, torch.float64)
+def test_float64_public_outputs(fixture_model_file: Path, golden: dict[str, torch.Tensor]) -> None:
+    model = _model(fixture_model_file, torch.float64)
     images = golden["input"].double()
     out = model(images, return_aux=True)
     stages = [*out["aux"], {"class_logits": out["class_logits"], "mask_logits": out["mask_logits"]}]
@@ -103,15 +90,15 @@ def test_float64_public_outputs(converted: Path, golden: dict[str, torch.Tensor]
 
 
 @torch.no_grad()
-def test_float32_backbone(converted: Path, golden: dict[str, torch.Tensor]) -> None:
-    model = _model(converted, torch.float32)
+def test_float32_backbone(fixture_model_file: Path, golden: dict[str, torch.Tensor]) -> None:
+    model = _model(fixture_model_file, torch.float32)
     for i, feat in enumerate(model.extract_features(golden["input"])):
         _assert_close(feat, golden[f"backbone_out_{i}"][0], F32_ATOL, f"backbone_out_{i}")
 
 
 @torch.no_grad()
-def test_float32_pixel_decoder(converted: Path, golden: dict[str, torch.Tensor]) -> None:
-    model = _model(converted, torch.float32)
+def test_float32_pixel_decoder(fixture_model_file: Path, golden: dict[str, torch.Tensor]) -> None:
+    model = _model(fixture_model_file, torch.float32)
     feats = [golden[f"backbone_out_{i}"][0] for i in range(4)]
     mask_features, memory, memories = model.decode_head.pixel_decoder(feats)
     _assert_close(mask_features, golden["mask_features"][0], F32_ATOL, "mask_features")
@@ -121,8 +108,10 @@ def test_float32_pixel_decoder(converted: Path, golden: dict[str, torch.Tensor])
 
 
 @torch.no_grad()
-def test_float32_each_decoder_layer(converted: Path, golden: dict[str, torch.Tensor]) -> None:
-    head = _model(converted, torch.float32).decode_head
+def test_float32_each_decoder_layer(
+    fixture_model_file: Path, golden: dict[str, torch.Tensor]
+) -> None:
+    head = _model(fixture_model_file, torch.float32).decode_head
     memories = [golden[f"multi_scale_memory_{i}"][0] for i in range(3)]
     keys, positions = head.decoder_inputs(memories)
     states = golden["decoder_query_states"][:, 0]
@@ -133,8 +122,8 @@ def test_float32_each_decoder_layer(converted: Path, golden: dict[str, torch.Ten
 
 
 @torch.no_grad()
-def test_float32_mask_embedding(converted: Path, golden: dict[str, torch.Tensor]) -> None:
-    head = _model(converted, torch.float32).decode_head
+def test_float32_mask_embedding(fixture_model_file: Path, golden: dict[str, torch.Tensor]) -> None:
+    head = _model(fixture_model_file, torch.float32).decode_head
     states = golden["decoder_query_states"][:, 0]
     class_logits, mask_logits, embedding = head.embed_masks(states, golden["mask_features"][0], 1)
     assert torch.equal(embedding, golden["sme_mask_embedding"][:, 0])
@@ -142,9 +131,9 @@ def test_float32_mask_embedding(converted: Path, golden: dict[str, torch.Tensor]
     _assert_close(mask_logits, golden["all_mask_preds"], F32_ATOL, "all_mask_preds")
 
 
-def test_training_mode_outputs(converted: Path, golden: dict[str, torch.Tensor]) -> None:
+def test_training_mode_outputs(fixture_model_file: Path, golden: dict[str, torch.Tensor]) -> None:
     """Batch-statistics BatchNorm (shortcut BN pooled over all stages) as the official training."""
-    model = load_model(converted).train()
+    model = load_model(fixture_model_file).train()
     with torch.no_grad():
         out = model(golden["input"])
     stages = [*out["aux"], out]

@@ -18,12 +18,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file
 from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from spike2former import load_model, save_model
-from spike2former.convert import convert_checkpoint
 from spike2former.inference import compiled as compiled_module
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sources import read_image
@@ -34,7 +32,7 @@ from tests.cli.assertions import (
     lines,
     run_s2f,
 )
-from tests.golden_fixture import FIXTURE, needs_fixture
+from tests.golden_fixture import needs_fixture
 from tests.helpers import (
     count_frames,
     make_model,
@@ -270,14 +268,15 @@ def test_compile_that_fails_warns_and_runs_eagerly(
 
 
 @needs_fixture
-def test_official_fixture_through_the_command(tmp_path: Path) -> None:
+def test_official_fixture_through_the_command(
+    tmp_path: Path, fixture_model_file: Path, golden: dict[str, torch.Tensor]
+) -> None:
     """The fixture's first image as a PNG file -> exactly the official float64 label map."""
-    golden = load_file(str(FIXTURE / "io.safetensors"))
-    model = tmp_path / "official.st"
-    convert_checkpoint(FIXTURE / "weights.safetensors", model)
     image = write_image(tmp_path / "official.png", golden["input_image_uint8"][0].numpy())
     out = tmp_path / "out"
-    result = segment(image, "-m", model, *NATIVE, "--precision", "fp64", "-o", out, "-q")
+    result = segment(
+        image, "-m", fixture_model_file, *NATIVE, "--precision", "fp64", "-o", out, "-q"
+    )
     assert result.exit_code == 0, result.output
     expected = golden["seg_map_f64"][0].numpy()
     assert np.array_equal(png_array(out / "official.png"), expected)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from spike2former import load_model
-from spike2former.convert import convert_checkpoint
 from spike2former.errors import S2FError
 from spike2former.inference import devices as devices_module
 from spike2former.inference import predictor as predictor_module
@@ -21,21 +21,14 @@ from spike2former.inference.preprocess import (
     normalize,
     resize_image,
 )
-from tests.golden_fixture import FIXTURE, needs_fixture
+from tests.golden_fixture import needs_fixture
 from tests.helpers import make_model, random_rgb, small_config
 
 
 @pytest.fixture(scope="module")
-def golden() -> dict[str, torch.Tensor]:
-    return load_file(str(FIXTURE / "io.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def official_fp64(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+def official_fp64(fixture_model_file: Path) -> Predictor:
     """The fixture's weights, converted, in float64 at the native size."""
-    destination = tmp_path_factory.mktemp("golden") / "official_tiny_v3.safetensors"
-    convert_checkpoint(FIXTURE / "weights.safetensors", destination)
-    return Predictor(load_model(destination), device="cpu", precision="fp64", imgsz=0)
+    return Predictor(load_model(fixture_model_file), device="cpu", precision="fp64", imgsz=0)
 
 
 @pytest.fixture(scope="module")
