@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from spike2former.inference.allocator import keep_freed_memory
 
-from . import convert, download, evaluate, firing_rates, models, segment, train
+from . import convert, download, evaluate, firing_rates, models, pretrain, segment, train
 from .console import EXIT_USAGE, stderr
 
 try:  # recent Typer carries its own Click
@@ -67,6 +67,7 @@ app.command("download")(download.download)
 app.command("models")(models.models)
 app.command("segment")(segment.segment)
 app.command("train")(train.train_command)
+app.command("pretrain")(pretrain.pretrain_command)
 app.command("eval")(evaluate.evaluate_command)
 app.command("firing-rates")(firing_rates.firing_rates)
 

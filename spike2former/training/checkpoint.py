@@ -55,7 +55,7 @@ class TrainState:
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     rng: dict[str, Any]
-    best_miou: float | None = None
+    best_miou: float | None = None  # the best validation score (top-1 in pretraining)
     best_iteration: int | None = None
     scaler: dict[str, Any] | None = None
 
@@ -171,7 +171,7 @@ class RunFolder:
     def save_checkpoint(self, model: Spike2Former, state: TrainState) -> None:
         """Write the checkpoint of ``state.iteration`` in the crash-safe order."""
         weights = self.weights_for(state.iteration)
-        save_model(model, weights)
+        self.write_weights(model, weights)
         _fsync(weights)
         payload = {
             "version": STATE_VERSION,
@@ -211,7 +211,7 @@ class RunFolder:
         weights = self.checkpoints / payload["weights"]
         if weights != self.weights_for(int(payload["iteration"])):
             raise CheckpointError(f"{self.state}: names {weights.name}, not its iteration's file")
-        model = load_model(weights, device).train()
+        model = self.read_weights(weights, device).train()
         state = TrainState(
             iteration=int(payload["iteration"]),
             optimizer=payload["optimizer"],
@@ -232,7 +232,15 @@ class RunFolder:
         self._remove_stale(keep=weights)
 
     def save_best(self, model: Spike2Former) -> None:
-        save_model(model, self.best)
+        self.write_weights(model, self.best)
+
+    def write_weights(self, model: Any, path: Path) -> None:
+        """How this kind of run stores a network (a model file here)."""
+        save_model(model, path)
+
+    def read_weights(self, path: Path, device: torch.device) -> Any:
+        """The inverse of ``write_weights``."""
+        return load_model(path, device)
 
     def _publish_last(self, weights: Path) -> None:
         """``weights/last.safetensors`` := ``weights``, atomically."""

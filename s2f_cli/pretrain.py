@@ -1,0 +1,235 @@
+"""``s2f pretrain``: image-classification pretraining of a preset's spiking backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from spike2former.build import build_model
+from spike2former.errors import ConfigError
+from spike2former.presets import PRESETS
+from spike2former.pretrain import (
+    BackboneClassifier,
+    PretrainJob,
+    PretrainRecipe,
+    class_names,
+    pretrain,
+    resume_pretrain,
+)
+from spike2former.training import RunFolderError, init_distributed
+from spike2former.training.distributed import (
+    DistributedContext,
+    DistributedError,
+    broadcast_object,
+    shutdown,
+)
+
+from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .option_source import given_options, option_flags
+from .options import DeviceOption, QuietOption, ThreadsOption, option
+from .run_dir import make_run_dir
+
+DEFAULT_PROJECT = Path("runs/pretrain")
+MAX_SEED = 2**32 - 1
+# Options that say how to run, not what to train: a resume may give them.
+_RUN_ONLY = frozenset({"output", "resume_run", "workers", "device", "threads", "quiet"})
+# Options that set a recipe field.
+_RECIPE_FIELDS = (
+    "iters", "batch_size", "crop_size", "lr", "weight_decay", "warmup_iters", "eval_interval",
+    "checkpoint_interval",
+)  # fmt: skip
+
+
+def pretrain_command(
+    ctx: typer.Context,
+    preset: Annotated[
+        str | None,
+        option(
+            "--preset", f"Its backbone, with a classification head. One of {', '.join(PRESETS)}."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None, option("--data", "ROOT/SPLIT/CLASS/*.jpg (ImageFolder).", metavar="DIR")
+    ] = None,
+    iters: Annotated[int | None, option("--iters", min=1, show_default="2,000,000")] = None,
+    batch_size: Annotated[int | None, option("--batch-size", min=1, show_default="128")] = None,
+    crop_size: Annotated[
+        int | None, option("--crop-size", "Square; validation crops the same.", min=32, max=1024)
+    ] = None,
+    lr: Annotated[
+        float | None,
+        option("--lr", min=0.0, show_default="6e-4 x total batch / 256"),
+    ] = None,
+    weight_decay: Annotated[float | None, option("--weight-decay", min=0.0)] = None,
+    warmup_iters: Annotated[
+        int | None, option("--warmup-iters", min=0, show_default="5 % of --iters")
+    ] = None,
+    eval_interval: Annotated[int | None, option("--eval-interval", min=1)] = None,
+    checkpoint_interval: Annotated[int | None, option("--checkpoint-interval", min=1)] = None,
+    train_split: Annotated[str, option("--train-split")] = "train",
+    val_split: Annotated[str, option("--val-split")] = "val",
+    conventional: Annotated[bool, option("--conventional")] = False,
+    seed: Annotated[int, option("--seed", min=0, max=MAX_SEED)] = 0,
+    log_interval: Annotated[int, option("--log-interval", min=1)] = 50,
+    workers: Annotated[int, option("--workers", min=0)] = 2,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
+    output: Annotated[
+        Path | None,
+        option(
+            "--output",
+            "The run folder (refused if it exists, unless --resume).",
+            metavar="RUN",
+            show_default="runs/pretrain/run, run2, ...",
+        ),
+    ] = None,
+    resume_run: Annotated[bool, option("--resume")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Pretrain a spiking backbone on image classification (the SDT recipe); the run's
+    weights/best.safetensors goes to `s2f train --init-backbone`."""
+    if resume_run:
+        _check_resume(ctx, output)
+    else:
+        if preset is None or data is None:
+            raise fail("--preset NAME and --data DIR are required for a new run", EXIT_USAGE)
+        if preset not in PRESETS:
+            raise fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", EXIT_USAGE)
+        if not data.is_dir():
+            raise fail(f"--data {data}: no such directory", EXIT_USAGE)
+        if (
+            output is not None
+            and output.exists()
+            and (not output.is_dir() or any(output.iterdir()))
+        ):
+            raise fail(f"{output} already exists; pass --resume to continue that run", EXIT_USAGE)
+    if threads:
+        torch.set_num_threads(threads)
+    with reported_errors():
+        try:
+            context = init_distributed(device)
+        except DistributedError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    try:
+        progress = _Progress(quiet or not context.is_main)
+        with reported_errors(), progress:
+            try:
+                if resume_run:
+                    result = resume_pretrain(output, context, workers=workers, callbacks=progress)  # type: ignore[arg-type]
+                else:
+                    assert preset is not None and data is not None
+                    changes = {name: ctx.params[name] for name in _RECIPE_FIELDS}
+                    try:
+                        recipe = PretrainRecipe().overridden(
+                            **{k: v for k, v in changes.items() if v is not None}
+                        )
+                    except ConfigError as exc:
+                        raise fail(str(exc), EXIT_USAGE) from None
+                    job = PretrainJob(
+                        recipe=recipe,
+                        root=str(data.expanduser().resolve()),
+                        train_split=train_split,
+                        val_split=None if val_split.lower() in ("", "none") else val_split,
+                        seed=seed,
+                        log_interval=log_interval,
+                        preset=preset,
+                    )
+                    config = build_model(preset).config.replace(spiking=not conventional)
+                    torch.manual_seed(seed)
+                    model = BackboneClassifier(config, class_names(job))
+                    target = output if output is not None else lambda: _run_dir(context)
+                    result = pretrain(
+                        model, job, target, context, workers=workers, callbacks=progress
+                    )
+            except RunFolderError as exc:
+                raise fail(str(exc), EXIT_USAGE) from None
+    finally:
+        shutdown(context)
+    if context.is_main:
+        if not quiet:
+            best = (
+                f"; best top-1 {result.best_top1:.2f} % at iteration {result.best_iteration}"
+                if result.best_top1 is not None
+                else ""
+            )
+            stderr.print(
+                f"Pretrained to iteration {result.iteration}{best}. Run saved to "
+                f"[bold]{escape(str(result.run_dir))}[/]",
+                highlight=False,
+            )
+        stdout.print(str(result.run_dir), highlight=False, markup=False)
+
+
+def _check_resume(ctx: typer.Context, output: Path | None) -> None:
+    """Refuse a resume without ``--output`` or with settings other than the run's."""
+    if output is None:
+        raise fail("--resume continues the run given with --output RUN", EXIT_USAGE)
+    given = [name for name in given_options(ctx) if name not in _RUN_ONLY]
+    if given:
+        flags = option_flags(ctx)
+        shown = ", ".join(flags[name] for name in given)
+        raise fail(
+            f"--resume continues {output} with its saved settings; leave out {shown}", EXIT_USAGE
+        )
+
+
+def _run_dir(context: DistributedContext) -> Path:
+    """A new ``runs/pretrain/runN``, created and chosen by rank 0."""
+    chosen = None
+    if context.is_main:
+        try:
+            chosen = str(make_run_dir(DEFAULT_PROJECT, "run"))
+        except OSError as exc:
+            raise fail(f"cannot create the run folder ({exc})") from None
+    return Path(broadcast_object(chosen, context))  # type: ignore[arg-type]
+
+
+class _Progress:
+    """A rich bar on stderr (rank 0) with loss and lr; validation results as lines."""
+
+    def __init__(self, silent: bool) -> None:
+        self.silent = silent
+        self.progress = Progress(
+            TextColumn("pretraining"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=silent or not stderr.is_terminal,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def on_start(self, start: int, total: int, job: PretrainJob) -> None:
+        self.task = self.progress.add_task("", total=total, completed=start, loss=0.0, lr=0.0)
+        if not self.silent:
+            recipe = job.recipe
+            self._line(
+                f"Pretraining iterations {start + 1}..{total}, batch {recipe.batch_size} per "
+                f"process, crops {recipe.crop_size}x{recipe.crop_size}"
+            )
+
+    def on_iteration(self, iteration: int, loss: float, lr: float) -> None:
+        self.progress.update(self.task, completed=iteration, loss=loss, lr=lr)
+
+    def on_eval(self, record: dict[str, Any]) -> None:
+        if not self.silent:
+            self._line(
+                f"iter {record['iter']}: val top-1 {record['top1']:.2f} %, top-5 "
+                f"{record['top5']:.2f} % (best top-1 {record['best_top1']:.2f} %)"
+            )
+
+    def _line(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False, markup=False)

@@ -1,0 +1,312 @@
+"""Backbone pretraining, top to bottom.
+
+``pretrain(model, job, run_dir)`` starts a run, ``resume_pretrain(run_dir)`` continues one from
+its last checkpoint. The run folder, the crash-safe checkpoints, the resumable data order and
+the data-parallel processes are those of ``s2f train`` (``training.checkpoint``,
+``training.data``, ``training.distributed``); the weights files are backbone files
+(``backbone_file``), so ``weights/best.safetensors`` goes straight to ``--init-backbone``.
+
+Per iteration: a batch in the resumable order, logits, label-smoothed cross-entropy, backward
+(DDP averages the gradients), AdamW step, schedule step. Every ``eval_interval`` iterations (and
+at the end) top-1 and top-5 on the validation split, each process its share, counts summed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DatasetError
+from ..training.checkpoint import RunFolder, RunFolderError, TrainState, capture_rng, restore_rng
+from ..training.data import train_loader, worker_deaths
+from ..training.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    all_reduce_sum_,
+    barrier,
+    broadcast_object,
+    wrap,
+)
+from .augment import EvalTransform, TrainTransform
+from .backbone_file import load_classifier, save_classifier
+from .classifier import BackboneClassifier, top_k_correct
+from .folder import ClassificationSet, check_images, scan_split
+from .recipe import PretrainRecipe, build_optimizer, build_scheduler
+
+
+@dataclass(frozen=True)
+class PretrainJob:
+    """A resolved pretraining run (``config.json`` holds it)."""
+
+    recipe: PretrainRecipe
+    root: str
+    train_split: str = "train"
+    val_split: str | None = "val"
+    seed: int = 0
+    log_interval: int = 50
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "recipe": self.recipe.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PretrainJob:
+        return cls(**{**data, "recipe": PretrainRecipe.from_dict(data["recipe"])})
+
+
+class PretrainCallbacks(Protocol):
+    """What a front end hears about (rank 0 only). Every method is optional."""
+
+    def on_start(self, start: int, total: int, job: PretrainJob) -> None: ...
+    def on_iteration(self, iteration: int, loss: float, lr: float) -> None: ...
+    def on_eval(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    run_dir: Path
+    iteration: int
+    best_top1: float | None
+    best_iteration: int | None
+
+
+class BackboneRunFolder(RunFolder):
+    """A run folder whose weights files are backbone files."""
+
+    def write_weights(self, model: Any, path: Path) -> None:
+        save_classifier(model, path)
+
+    def read_weights(self, path: Path, device: torch.device) -> Any:
+        return load_classifier(path, device)
+
+
+def class_names(job: PretrainJob) -> tuple[str, ...]:
+    """The classes of the job's training split (its sorted class folders)."""
+    return scan_split(job.root, job.train_split).classes
+
+
+def pretrain(
+    model: BackboneClassifier,
+    job: PretrainJob,
+    run_dir: str | os.PathLike[str] | Callable[[], Path],
+    context: DistributedContext | None = None,
+    *,
+    workers: int = 0,
+    callbacks: PretrainCallbacks | None = None,
+) -> PretrainResult:
+    """Train ``model`` (its head sized for the training split's classes) in a new run folder
+    (a callable ``run_dir`` creates it once the data is checked). A run that fails before its
+    first checkpoint past iteration 0 removes what it wrote."""
+    context = context or DistributedContext()
+    datasets = _datasets(job, model.class_names)
+    for dataset in datasets:
+        if dataset is not None:
+            check_images(dataset.split)
+    run = BackboneRunFolder(run_dir() if callable(run_dir) else run_dir)
+    error = None
+    if context.is_main:
+        try:
+            run.create(made_by_caller=callable(run_dir))
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every process
+            error = exc
+    error = broadcast_object(error, context)
+    if error is not None:
+        raise error  # type: ignore[misc]
+    try:
+        if context.is_main:
+            config = {"job": job.to_dict(), "processes": context.world_size}
+            run.write_config({**config, "classes": model.class_names})
+        with worker_deaths():
+            return _run(model, job, run, context, datasets, None, workers, callbacks)
+    except BaseException:
+        if context.is_main and not run.holds_progress():
+            run.discard()
+        raise
+
+
+def resume_pretrain(
+    run_dir: str | os.PathLike[str],
+    context: DistributedContext | None = None,
+    *,
+    workers: int = 0,
+    callbacks: PretrainCallbacks | None = None,
+) -> PretrainResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
+    context = context or DistributedContext()
+    run = BackboneRunFolder(run_dir)
+    run.check_resumable()
+    saved = run.read_config()
+    job = PretrainJob.from_dict(saved["job"])
+    if saved.get("processes") != context.world_size:
+        raise RunFolderError(
+            f"{run.root} was trained with {saved.get('processes')} process(es), this is "
+            f"{context.world_size}; resume it with as many (the data order depends on it)"
+        )
+    model, state = run.load_checkpoint(context.device)
+    datasets = _datasets(job, model.class_names)
+    barrier(context)  # every process has read the checkpoint before rank 0 tidies up
+    if context.is_main:
+        run.tidy(state.iteration)
+        run.truncate_metrics(state.iteration)
+    with worker_deaths():
+        return _run(model, job, run, context, datasets, state, workers, callbacks)
+
+
+def _datasets(
+    job: PretrainJob, classes: tuple[str, ...]
+) -> tuple[ClassificationSet, ClassificationSet | None]:
+    """Both splits, scanned (layout errors raise here, before anything is written)."""
+    train_split = scan_split(job.root, job.train_split)
+    if train_split.classes != classes:
+        raise DatasetError(
+            f"{train_split.root} has {len(train_split.classes)} classes, the network's head "
+            f"{len(classes)} ({', '.join(classes[:5])}...); the head is made for the data"
+        )
+    size = job.recipe.crop_size
+    augment = TrainTransform(size, job.recipe.erase_prob)
+    train_set = ClassificationSet(train_split, augment, job.seed)
+    if job.val_split is None:
+        return train_set, None
+    val_split = scan_split(job.root, job.val_split, classes)
+    return train_set, ClassificationSet(val_split, EvalTransform(size), job.seed)
+
+
+def _run(
+    model: BackboneClassifier,
+    job: PretrainJob,
+    run: BackboneRunFolder,
+    context: DistributedContext,
+    datasets: tuple[ClassificationSet, ClassificationSet | None],
+    state: TrainState | None,
+    workers: int,
+    callbacks: PretrainCallbacks | None,
+) -> PretrainResult:
+    recipe, device = job.recipe, context.device
+    callbacks = callbacks if context.is_main else None
+    torch.manual_seed(job.seed)
+    train_set, val_set = datasets
+
+    model = model.to(device).train()
+    lr = recipe.peak_lr(recipe.batch_size * context.world_size)
+    optimizer = build_optimizer(model, recipe, lr)
+    scheduler = build_scheduler(optimizer, recipe, lr)
+
+    start, best, best_iteration = 0, None, None
+    if state is None:
+        if context.is_main:
+            run.save_checkpoint(model, _state(0, optimizer, scheduler, None, None))
+    else:
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        restore_rng(state.rng)
+        start, best, best_iteration = state.iteration, state.best_miou, state.best_iteration
+
+    network = wrap(model, context)
+    batches = train_loader(train_set, recipe.batch_size, context, job.seed, start, workers)  # type: ignore[arg-type]
+    _notify(callbacks, "on_start", start, recipe.iters, job)
+
+    window_loss, window_count, window_time = 0.0, 0, 0.0
+    for iteration in range(start, recipe.iters):
+        tick = time.perf_counter()
+        images, labels, _ = next(batches)
+        images, labels = images.to(device, non_blocking=True), labels.to(device)
+        logits = network(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr_now = float(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+
+        done = iteration + 1
+        window_loss += loss.item()
+        window_count += 1
+        window_time += time.perf_counter() - tick
+        _notify(callbacks, "on_iteration", done, loss.item(), lr_now)
+
+        if done % job.log_interval == 0 or done == recipe.iters:
+            (mean_loss,) = all_reduce_mean([window_loss / window_count], context)
+            images_seen = window_count * recipe.batch_size * context.world_size
+            record = {
+                "iter": done,
+                "event": "train",
+                "lr": lr_now,
+                "loss": round(mean_loss, 6),
+                "time": round(window_time / window_count, 4),
+                "images_per_s": round(images_seen / window_time, 3) if window_time else None,
+            }
+            if context.is_main:
+                run.append_metrics(record)
+            window_loss, window_count, window_time = 0.0, 0, 0.0
+        if val_set is not None and (done % recipe.eval_interval == 0 or done == recipe.iters):
+            top1, top5 = evaluate_accuracy(model, val_set, recipe.batch_size, context)
+            improved = best is None or top1 > best
+            if improved:
+                best, best_iteration = top1, done
+            record = {"iter": done, "event": "val", "top1": top1, "top5": top5, "best_top1": best}
+            if context.is_main:
+                if improved:
+                    run.save_best(model)
+                run.append_metrics(record)
+                _notify(callbacks, "on_eval", record)
+        if done % recipe.checkpoint_interval == 0 or done == recipe.iters:
+            if context.is_main:
+                run.save_checkpoint(model, _state(done, optimizer, scheduler, best, best_iteration))
+    barrier(context)
+    return PretrainResult(run.root, max(start, recipe.iters), best, best_iteration)
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: BackboneClassifier,
+    dataset: ClassificationSet,
+    batch_size: int,
+    context: DistributedContext | None = None,
+) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy (percent) over ``dataset``; under several processes each takes
+    every ``world_size``-th image and the counts are summed, so the result equals one process."""
+    context = context or DistributedContext()
+    was_training = model.training
+    model.eval()
+    indices = list(range(context.rank, len(dataset), context.world_size))
+    counts = torch.zeros(3, dtype=torch.float64)
+    for begin in range(0, len(indices), batch_size):
+        items = [dataset[i] for i in indices[begin : begin + batch_size]]
+        images = torch.stack([item[0] for item in items]).to(context.device)
+        labels = torch.stack([item[1] for item in items]).to(context.device)
+        top1, top5 = top_k_correct(model(images), labels)
+        counts += torch.tensor([top1, top5, len(items)], dtype=torch.float64)
+    counts = all_reduce_sum_(counts.to(context.device), context).cpu()
+    model.train(was_training)
+    total = float(counts[2])
+    return 100 * float(counts[0]) / total, 100 * float(counts[1]) / total
+
+
+def _state(
+    iteration: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    best: float | None,
+    best_iteration: int | None,
+) -> TrainState:
+    return TrainState(
+        iteration=iteration,
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        rng=capture_rng(),
+        best_miou=best,
+        best_iteration=best_iteration,
+    )
+
+
+def _notify(callbacks: object | None, name: str, *args: object) -> None:
+    method = getattr(callbacks, name, None)
+    if method is not None:
+        method(*args)

@@ -1,0 +1,109 @@
+"""``s2f pretrain`` end to end: a run folder, validation top-1, kill -9 and ``--resume`` to the
+uninterrupted weights, the backbone file taken by ``s2f train --init-backbone``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from spike2former import build_model
+from spike2former.pretrain import load_classifier
+from spike2former.training import load_backbone
+from tests.pretrain.helpers import CLASSES, pretrain_args, write_image_folder
+from tests.training.helpers import (
+    assert_same_tensors,
+    quick_args,
+    read_tensors,
+    run_cli,
+    start_cli,
+    write_shapes_dataset,
+)
+
+ITERS = 6
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("folder"))
+
+
+def test_a_run_writes_its_folder_scores_and_a_backbone_file(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_cli(pretrain_args(data, out, 4))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in records if r["event"] == "val"]
+    assert [r["iter"] for r in vals] == [2, 4]
+    for record in vals:
+        assert 0 <= record["top1"] <= record["top5"] <= 100
+    assert "val top-1" in result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["classes"] == list(CLASSES)
+    assert config["job"]["recipe"]["iters"] == 4
+
+    best = out / "weights" / "best.safetensors"
+    classifier = load_classifier(best)
+    assert classifier.class_names == CLASSES
+    # the official ImageNet layout: bare backbone keys plus the head
+    keys = set(read_tensors(best))
+    assert {"head.weight", "head.bias"} <= keys
+    assert not any(key.startswith("backbone.") for key in keys)
+    segmenter = build_model("tiny")
+    report = load_backbone(segmenter, best)
+    assert report.missing == () and report.unexpected == () and report.head_keys == 2
+    for key, value in segmenter.backbone.state_dict().items():
+        assert value.equal(classifier.backbone.state_dict()[key])
+
+
+def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(data: Path, tmp_path: Path) -> None:
+    full_run, killed_run = tmp_path / "full", tmp_path / "killed"
+    full = start_cli(pretrain_args(data, full_run, ITERS))
+    victim = start_cli(pretrain_args(data, killed_run, ITERS))
+    first_checkpoint = killed_run / "checkpoint" / "iter_00000002.safetensors"
+    deadline = time.monotonic() + 120
+    while not first_checkpoint.exists() and victim.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+    resumed = run_cli(["pretrain", "--output", str(killed_run), "--resume", "--threads", "1"])
+    assert resumed.returncode == 0, resumed.stderr
+    _, errors = full.communicate(timeout=120)
+    assert full.returncode == 0, errors
+    for name in ("last", "best"):
+        assert_same_tensors(
+            read_tensors(full_run / "weights" / f"{name}.safetensors"),
+            read_tensors(killed_run / "weights" / f"{name}.safetensors"),
+        )
+    strip = {"time", "images_per_s"}
+    logs = [
+        [
+            {k: v for k, v in json.loads(line).items() if k not in strip}
+            for line in (run / "metrics.jsonl").read_text().splitlines()
+        ]
+        for run in (full_run, killed_run)
+    ]
+    assert logs[0] == logs[1]
+
+
+def test_the_backbone_file_starts_a_segmentation_run(data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "pre"
+    assert run_cli(pretrain_args(data, run, 2)).returncode == 0
+    backbone = run / "weights" / "best.safetensors"
+    shapes = write_shapes_dataset(tmp_path / "shapes")
+    args = quick_args(tmp_path / "unused", shapes, tmp_path / "seg", 2)
+    at = args.index("--model")
+    args[at : at + 2] = ["--preset", "tiny", "--num-classes", "3"]
+    args.remove("-q")
+    result = run_cli([*args, "--init-backbone", str(backbone)])
+    assert result.returncode == 0, result.stderr
+    assert "backbone tensors loaded" in result.stderr
+    assert "2 classification-head tensors ignored" in result.stderr
+    assert "missing" not in result.stderr and "unexpected" not in result.stderr
