@@ -21,6 +21,7 @@ from spike2former.pretrain import (
     pretrain,
     resume_pretrain,
 )
+from spike2former.pretrain.recipe import MAX_CROP, MIN_CROP
 from spike2former.training import RunFolderError, init_distributed
 from spike2former.training.distributed import (
     DistributedContext,
@@ -33,6 +34,7 @@ from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .option_source import given_options, option_flags
 from .options import DeviceOption, QuietOption, ThreadsOption, option
 from .run_dir import make_run_dir
+from .size_option import parse_size
 
 DEFAULT_PROJECT = Path("runs/pretrain")
 MAX_SEED = 2**32 - 1
@@ -59,7 +61,13 @@ def pretrain_command(
     iters: Annotated[int | None, option("--iters", min=1, show_default="2,000,000")] = None,
     batch_size: Annotated[int | None, option("--batch-size", min=1, show_default="128")] = None,
     crop_size: Annotated[
-        int | None, option("--crop-size", "Square; validation crops the same.", min=32, max=1024)
+        str | None,
+        option(
+            "--crop-size",
+            f"Square, {MIN_CROP} to {MAX_CROP}; validation crops the same.",
+            metavar="S",
+            show_default="224",
+        ),
     ] = None,
     lr: Annotated[
         float | None,
@@ -124,6 +132,8 @@ def pretrain_command(
                 else:
                     assert preset is not None and data is not None
                     changes = {name: ctx.params[name] for name in _RECIPE_FIELDS}
+                    if crop_size is not None:
+                        changes["crop_size"] = _square(crop_size)
                     try:
                         recipe = PretrainRecipe().overridden(
                             **{k: v for k, v in changes.items() if v is not None}
@@ -163,6 +173,17 @@ def pretrain_command(
                 highlight=False,
             )
         stdout.print(str(result.run_dir), highlight=False, markup=False)
+
+
+def _square(text: str) -> int:
+    """``--crop-size``: one side, or HxW with equal sides, within the recipe's bounds."""
+    height, width = parse_size(text, "--crop-size")
+    if height != width or not MIN_CROP <= height <= MAX_CROP:
+        raise fail(
+            f"--crop-size {text}: pretraining crops are square, {MIN_CROP} to {MAX_CROP} pixels",
+            EXIT_USAGE,
+        )
+    return height
 
 
 def _check_resume(ctx: typer.Context, output: Path | None) -> None:

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 
 WARMUP_FRACTION = 10 / 200
 # Classification crops beyond this only cost memory (the published size is 224).
-MAX_CROP = 1024
+MIN_CROP, MAX_CROP = 32, 1024
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ class PretrainRecipe:
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"pretraining {name} must be at least 1, got {value}")
-        if not 32 <= self.crop_size <= MAX_CROP:
+        if not MIN_CROP <= self.crop_size <= MAX_CROP:
             raise ConfigError(
-                f"pretraining crop_size must lie in 32..{MAX_CROP}, got {self.crop_size}"
+                f"pretraining crop_size must lie in {MIN_CROP}..{MAX_CROP}, got {self.crop_size}"
             )
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.erase_prob <= 1:
             raise ConfigError("label_smoothing must lie in [0, 1) and erase_prob in [0, 1]")
