@@ -10,9 +10,8 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from spike2former.build import build_model
 from spike2former.errors import ConfigError
-from spike2former.presets import PRESETS
+from spike2former.presets import PRESETS, get_preset
 from spike2former.pretrain import (
     BackboneClassifier,
     PretrainJob,
@@ -149,7 +148,7 @@ def pretrain_command(
                         log_interval=log_interval,
                         preset=preset,
                     )
-                    config = build_model(preset).config.replace(spiking=not conventional)
+                    config = get_preset(preset).replace(spiking=not conventional)
                     torch.manual_seed(seed)
                     model = BackboneClassifier(config, class_names(job))
                     target = output if output is not None else lambda: _run_dir(context)

@@ -102,3 +102,13 @@ def server() -> Iterator[WeightsServer]:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     with isolated_home(tmp_path, monkeypatch) as home:
         yield home
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread in this process, as the training subprocesses (``--threads 1``): the
+    same reductions in the same order, so in-process references match them exactly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
