@@ -73,11 +73,14 @@ def scan_split(
     return ImageFolderSplit(folder, names, tuple(samples))
 
 
-def check_images(split: ImageFolderSplit) -> None:
-    """Raise ``DatasetError`` naming the first image whose header cannot be read (a file of
-    a format Pillow does not know is decoded whole)."""
+def check_images(split: ImageFolderSplit) -> int:
+    """The pixels of the split's largest image; raises ``DatasetError`` naming the first image
+    whose header cannot be read (a file of a format Pillow does not know is decoded whole)."""
+    largest = 0
     for path, _ in split.samples:
-        image_size(path)
+        height, width = image_size(path)
+        largest = max(largest, height * width)
+    return largest
 
 
 class ClassificationSet(Dataset):

@@ -38,6 +38,7 @@ from .augment import EvalTransform, TrainTransform
 from .backbone_file import load_classifier, save_classifier
 from .classifier import BackboneClassifier, top_k_correct
 from .folder import ClassificationSet, check_images, scan_split
+from .memory import check_memory
 from .recipe import PretrainRecipe, build_optimizer, build_scheduler
 
 
@@ -106,9 +107,8 @@ def pretrain(
     first checkpoint past iteration 0 removes what it wrote."""
     context = context or DistributedContext()
     datasets = _datasets(job, model.class_names)
-    for dataset in datasets:
-        if dataset is not None:
-            check_images(dataset.split)
+    largest = max(check_images(d.split) for d in datasets if d is not None)
+    check_memory(model, job.recipe, context, workers, largest)
     run = BackboneRunFolder(run_dir() if callable(run_dir) else run_dir)
     error = None
     if context.is_main:

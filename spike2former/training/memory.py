@@ -264,7 +264,7 @@ def activation_bytes_per_pixel(
     rows = torch.arange(height) * classes // height
     labels = rows[:, None].expand(height, width)[None].contiguous().to(device)
     criterion = build_criterion(model, cls_cost, lean).to(device)
-    with _undone(model):
+    with step_undone(model):
         prepare_model(model, lean).train()
         with LiveTensors() as live:
             losses = step_losses(
@@ -278,13 +278,13 @@ def activation_bytes_per_pixel(
 def _scored(model: Spike2Former, scores: Any, dtype: torch.dtype, device: torch.device) -> float:
     """``network_peak_per_pixel`` of ``scores`` with ``model`` in evaluation mode and left as
     it was."""
-    with _undone(model):
+    with step_undone(model):
         model.eval()
         return network_peak_per_pixel(scores, dtype, device)
 
 
 @contextmanager
-def _undone(model: torch.nn.Module) -> Iterator[None]:
+def step_undone(model: torch.nn.Module) -> Iterator[None]:
     """Run a step and take it back: buffers (BatchNorm statistics), gradients, training mode,
     and the random generators are restored afterwards."""
     buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}

@@ -135,3 +135,15 @@ def test_a_segmentation_model_file_is_not_a_backbone_file(tmp_path: Path) -> Non
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="unreadable backbone file"):
         load_classifier(tmp_path / "junk.safetensors")
+
+
+def test_a_batch_beyond_memory_is_refused_before_anything_is_written(
+    good: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = pretrain_args(good, out, 2)
+    args[args.index("--batch-size") + 1] = "100000000"
+    result = CliRunner().invoke(app, args)
+    line = assert_one_error_line(result, 1, "crops of 32x32 per step", "lower the batch size")
+    assert "GB" in line
+    assert not out.exists()
