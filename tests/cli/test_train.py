@@ -15,12 +15,7 @@ from typer.testing import CliRunner, Result
 from s2f_cli.app import app
 from spike2former import load_model
 from tests.cli.assertions import assert_one_error_line
-from tests.training.helpers import (
-    CLASSES,
-    quick_args,
-    write_shapes_dataset,
-    write_small_model,
-)
+from tests.training.helpers import CLASSES, quick_args, write_small_run_files
 from tests.training.test_initial import imagenet_checkpoint
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -35,11 +30,7 @@ def keep_threads() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("train")
-    return {
-        "data": write_shapes_dataset(root / "data", train=2, val=1, size=32),
-        "model": write_small_model(root / "small.safetensors"),
-    }
+    return write_small_run_files(tmp_path_factory.mktemp("train"), train=2)
 
 
 def train(*args: str | Path) -> Result:

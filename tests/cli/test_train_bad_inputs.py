@@ -32,7 +32,7 @@ from tests.training.helpers import (
     quick_args,
     start_cli,
     write_shapes_dataset,
-    write_small_model,
+    write_small_run_files,
 )
 
 ADDRESS_SPACE = 4 * 2**30  # ``ulimit -v`` of the memory cases
@@ -41,11 +41,7 @@ FILE_SIZE = 100_000  # ``ulimit -f`` (bytes) of the full-disk cases: config fits
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("bad_inputs")
-    return {
-        "data": write_shapes_dataset(root / "data", train=4, val=1, size=32),
-        "model": write_small_model(root / "small.safetensors"),
-    }
+    return write_small_run_files(tmp_path_factory.mktemp("bad_inputs"), train=4)
 
 
 def args_for(files: dict[str, Path], out: Path, *extra: str, data: Path | None = None) -> list[str]:

@@ -69,6 +69,15 @@ def write_small_model(path: Path, num_classes: int = 3, seed: int = 0) -> Path:
     return save_model(build_model(small_config(head={"num_classes": num_classes})), path)
 
 
+def write_small_run_files(root: Path, train: int) -> dict[str, Path]:
+    """Under ``root``, what a quick run trains on: ``data``, a shapes dataset of ``train``
+    32-pixel training images and one validation image, and ``model``, the small network."""
+    return {
+        "data": write_shapes_dataset(root / "data", train=train, val=1, size=32),
+        "model": write_small_model(root / "small.safetensors"),
+    }
+
+
 def write_preset_model(path: Path, preset: str, num_classes: int = 3, seed: int = 0) -> Path:
     """A freshly initialised network of ``preset`` with ``num_classes`` classes as a model file
     (``--model`` then starts from known weights, which the test can start its reference from)."""
