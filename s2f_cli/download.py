@@ -10,10 +10,13 @@ from spike2former.errors import WeightsSpecError
 from spike2former.weights import DEFAULT_TIMEOUT, DownloadResult
 from spike2former.weights import download as download_weights
 
-from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
+from .api_options import option_errors
+from .console import stderr, stdout
 from .download_progress import download_progress
 from .options import OfflineOption, QuietOption, option
 
+# ``download``'s arguments whose option has another name.
+_FLAGS = {"name": "--cache-name"}
 _CHECKS = {
     "published": "published SHA-256 verified",
     "given": "SHA-256 verified (--sha256)",
@@ -50,20 +53,19 @@ def download(
 
     Official checkpoints are converted to s2f model files on the way in.
     """
-    with reported_errors():
-        try:
-            with download_progress(_label(source), enabled=not quiet) as progress:
-                result = download_weights(
-                    source,
-                    name=name,
-                    sha256=sha256,
-                    force=force,
-                    offline=offline or None,
-                    timeout=timeout,
-                    progress=progress,
-                )
-        except WeightsSpecError as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
+    with (
+        option_errors(_FLAGS, usage=(WeightsSpecError,)),
+        download_progress(_label(source), enabled=not quiet) as progress,
+    ):
+        result = download_weights(
+            source,
+            name=name,
+            sha256=sha256,
+            force=force,
+            offline=offline or None,
+            timeout=timeout,
+            progress=progress,
+        )
     if not quiet:
         stderr.print(_summary(result), highlight=False, markup=False)
     stdout.print(str(result.path), highlight=False, markup=False)

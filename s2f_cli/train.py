@@ -17,22 +17,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from spike2former.build import build_model
-from spike2former.datasets import DatasetError
-from spike2former.model_file import load_model
+from spike2former.errors import WeightsSpecError
 from spike2former.presets import PRESETS
 from spike2former.training import (
+    ClassCountError,
     Conflict,
     DataSpec,
     RecipeError,
     RunFolder,
     RunFolderError,
+    RunRequest,
+    RunRequestError,
     TrainJob,
-    fit_model_to_data,
     init_distributed,
-    load_backbone,
-    recipe_for,
-    recipe_name_for,
+    prepare_run,
     resume,
     resume_conflicts,
     train,
@@ -47,8 +45,9 @@ from spike2former.training.preflight import RunSettingsError
 from spike2former.training.recipe import PIPELINES, RECIPES
 from spike2former.weights import DEFAULT_MODEL
 
-from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
-from .model_option import backbone_path, model_path
+from .api_options import as_text, described, option_errors
+from .console import EXIT_USAGE, fail, stderr, stdout
+from .download_progress import download_progress
 from .option_source import given_options, option_flags
 from .options import (
     DATASET_LAYOUTS,
@@ -71,6 +70,15 @@ MAX_SEED = 2**32 - 1
 _SETTINGS = {"data": "root", "dataset_format": "format"}
 # Parameters that say how to run, not what to train: a resume may change them.
 _RUN_ONLY = frozenset({"out", "resume_run", "workers", "device", "threads", "offline", "quiet"})
+# Library errors that mean the options are at fault: exit code 2.
+_USAGE_ERRORS = (
+    RunRequestError,
+    RecipeError,
+    ClassCountError,
+    WeightsSpecError,
+    RunFolderError,
+    RunSettingsError,
+)
 
 
 def train_command(
@@ -172,50 +180,57 @@ def train_command(
         "checkpoint_interval": checkpoint_interval,
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
+    flags = _flags(ctx)
     if resume_run:
-        _check_resume(ctx, out)
+        _check_resume(ctx, out, flags)
     else:
-        _check_new_run_arguments(preset, model, data, dataset_format, out)
-        if preset is None and model is None:
-            model = DEFAULT_MODEL
+        _check_new_run_arguments(data, dataset_format, out)
     if threads:
         _check_threads(threads)
         torch.set_num_threads(threads)
-    flags = option_flags(ctx)
 
-    with reported_errors():
-        try:
-            context = init_distributed(device)
-        except DistributedError as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
+    with option_errors(flags, usage=(DistributedError,)):
+        context = init_distributed(device)
     try:
         callbacks = _Progress(quiet or not context.is_main)
-        with reported_errors(), callbacks:
-            try:
-                if resume_run:
-                    result = resume(out, context, workers=workers, callbacks=callbacks)  # type: ignore[arg-type]
-                else:
-                    network, job, notes = _new_run(
-                        preset, model, data, dataset_format, num_classes, init_backbone, recipe,
-                        overrides, test_size, train_split, val_split, conventional, amp, seed,
-                        log_interval, offline, flags,
-                    )  # fmt: skip
-                    if context.is_main and not quiet:
-                        for note in notes:
-                            stderr.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-                    result = train(
-                        network,
-                        job,
-                        out if out is not None else lambda: _run_dir(context),
-                        context,
-                        workers=workers,
-                        callbacks=callbacks,
-                    )
-            except RunFolderError as exc:
-                raise fail(str(exc), EXIT_USAGE) from None
-            except RunSettingsError as exc:
-                message = exc.describe(lambda name, value: _as_option(flags, name, value))
-                raise fail(message, EXIT_USAGE) from None
+        with option_errors(flags, usage=_USAGE_ERRORS), callbacks:
+            if resume_run:
+                result = resume(out, context, workers=workers, callbacks=callbacks)  # type: ignore[arg-type]
+            else:
+                assert data is not None and dataset_format is not None
+                request = RunRequest(
+                    data=DataSpec.of(
+                        dataset_format,
+                        data,
+                        train_split=train_split,
+                        val_split=_val_split(val_split),
+                    ),
+                    preset=preset,
+                    model=model,
+                    num_classes=num_classes,
+                    init_backbone=init_backbone,
+                    conventional=conventional,
+                    test_size=test_size,
+                    recipe=recipe,
+                    overrides=overrides,
+                    seed=seed,
+                    amp=amp,
+                    log_interval=log_interval,
+                    offline=offline or None,
+                )
+                prepared = prepare_run(request, download_progress)
+                if context.is_main and not quiet:
+                    for note in prepared.notes:
+                        message = described(note, flags)
+                        stderr.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
+                result = train(
+                    prepared.network,
+                    prepared.job,
+                    out if out is not None else lambda: _run_dir(context),
+                    context,
+                    workers=workers,
+                    callbacks=callbacks,
+                )
     finally:
         shutdown(context)
     if context.is_main:
@@ -233,31 +248,31 @@ def train_command(
         stdout.print(str(result.run_dir), highlight=False, markup=False)
 
 
-def _check_resume(ctx: typer.Context, out: Path | None) -> None:
+def _flags(ctx: typer.Context) -> dict[str, str]:
+    """The option of each run setting, by the library's name for it (``root`` -> ``--data``)."""
+    return {_SETTINGS.get(name, name): flag for name, flag in option_flags(ctx).items()}
+
+
+def _check_resume(ctx: typer.Context, out: Path | None, flags: dict[str, str]) -> None:
     """Refuse a resume without ``--output``, of a folder that holds no run, or with options that
     disagree with the run's saved settings (options equal to them are welcome)."""
     if out is None:
         raise fail("--resume continues the run given with --output RUN", EXIT_USAGE)
     run = RunFolder(out)
-    try:
+    with option_errors(flags, usage=(RunFolderError,)):
         run.check_resumable()
-    except RunFolderError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    given = {
-        _SETTINGS.get(name, name): _setting(name, ctx.params[name])
-        for name in given_options(ctx)
-        if name not in _RUN_ONLY
-    }
-    with reported_errors():
+        given = {
+            _SETTINGS.get(name, name): _setting(name, ctx.params[name])
+            for name in given_options(ctx)
+            if name not in _RUN_ONLY
+        }
         conflicts = resume_conflicts(run, given)
     if conflicts:
-        flags = option_flags(ctx)
-        params = {setting: name for name, setting in _SETTINGS.items()}
-        described = [_conflict(flags[params.get(c.name, c.name)], c) for c in conflicts]
+        listed = ", ".join(_conflict(flags[conflict.name], conflict) for conflict in conflicts)
         them = "it" if len(conflicts) == 1 else "them"
         raise fail(
-            f"--resume continues {out} with its saved settings: {', '.join(described)}; leave "
-            f"{them} out, or start a new run with another --output",
+            f"--resume continues {out} with its saved settings: {listed}; leave {them} out, or "
+            "start a new run with another --output",
             EXIT_USAGE,
         )
 
@@ -279,22 +294,7 @@ def _conflict(flag: str, conflict: Conflict) -> str:
     if isinstance(conflict.saved, bool):
         started = "with" if conflict.saved else "without"
         return f"{flag} conflicts with the run (started {started} it)"
-    return f"{flag} {_text(conflict.given)} conflicts with the run's {_text(conflict.saved)}"
-
-
-def _as_option(flags: dict[str, str], field: str, value: object) -> str:
-    """A recipe field at fault as the option that sets it (``--warmup-iters 20``); a field no
-    option sets keeps its own name."""
-    return f"{flags[field]} {_text(value)}" if field in flags else f"{field}={value!r}"
-
-
-def _text(value: Any) -> str:
-    """A setting as the command line spells it."""
-    if value is None:
-        return "none"
-    if isinstance(value, tuple):
-        return "x".join(map(str, value))
-    return str(value)
+    return f"{flag} {as_text(conflict.given)} conflicts with the run's {as_text(conflict.saved)}"
 
 
 def _check_threads(threads: int) -> None:
@@ -310,19 +310,8 @@ def _check_threads(threads: int) -> None:
 
 
 def _check_new_run_arguments(
-    preset: str | None,
-    model: str | None,
-    data: Path | None,
-    dataset_format: str | None,
-    out: Path | None,
+    data: Path | None, dataset_format: str | None, out: Path | None
 ) -> None:
-    if preset is not None and model is not None:
-        raise fail(
-            "give either --preset NAME (a fresh network) or --model NAME|PATH (fine-tuning)",
-            EXIT_USAGE,
-        )
-    if preset is not None and preset not in PRESETS:
-        raise fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", EXIT_USAGE)
     if data is None or dataset_format is None:
         raise fail("--data DIR and --format FORMAT are required for a new run", EXIT_USAGE)
     if not data.is_dir():
@@ -332,82 +321,6 @@ def _check_new_run_arguments(
             f"{out} already exists; pass --resume to continue that run, or choose another --output",
             EXIT_USAGE,
         )
-
-
-def _new_run(
-    preset: str | None,
-    model_spec: str | None,
-    data: Path | None,
-    dataset_format: str | None,
-    num_classes: int | None,
-    init_backbone: str | None,
-    recipe_name: str | None,
-    overrides: dict[str, Any],
-    test_size: int | None,
-    train_split: str,
-    val_split: str,
-    conventional: bool,
-    amp: bool,
-    seed: int,
-    log_interval: int,
-    offline: bool,
-    flags: dict[str, str],
-) -> tuple[Any, TrainJob, list[str]]:
-    """The starting network and the resolved job; notes for the user. ``flags`` names the
-    options of recipe fields in errors."""
-    assert data is not None and dataset_format is not None
-    spec = DataSpec.of(
-        dataset_format,
-        data,
-        train_split=train_split,
-        val_split=_val_split(val_split),
-    )
-    torch.manual_seed(seed)
-    if preset is not None:
-        network = build_model(preset)
-    else:
-        assert model_spec is not None
-        network = load_model(model_path(model_spec, offline)).train()
-    if conventional:
-        network.config = network.config.replace(spiking=False)
-        network.set_spiking(False)
-    recipe_name = recipe_name or preset or recipe_name_for(network.config, spec.format)
-    try:
-        base = recipe_for(recipe_name)
-    except KeyError as exc:
-        raise fail(str(exc.args[0]), EXIT_USAGE) from None
-    try:
-        recipe = base.overridden(**overrides)
-    except RecipeError as exc:
-        message = exc.describe(lambda name, value: _as_option(flags, name, value))
-        raise fail(message, EXIT_USAGE) from None
-    notes = []
-    if test_size is None and recipe.pipeline == "random_crop":
-        test_size = 0  # trained at the images' own scale: evaluate them at it too
-    try:
-        network, note = fit_model_to_data(network, spec, num_classes, test_size)
-    except DatasetError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    if note:
-        notes.append(note)
-    if init_backbone is not None:
-        report = load_backbone(network, backbone_path(init_backbone, offline))
-        notes.append(f"--init-backbone {init_backbone}: {report.summary()}")
-    job = TrainJob(
-        recipe=recipe,
-        data=spec,
-        seed=seed,
-        amp=amp,
-        log_interval=log_interval,
-        init={
-            "preset": preset,
-            "model": model_spec,
-            "recipe": recipe_name,
-            "init_backbone": init_backbone,
-            "conventional": conventional,
-        },
-    )
-    return network, job, notes
 
 
 def _run_dir(context: DistributedContext) -> Path:

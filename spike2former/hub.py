@@ -21,10 +21,11 @@ from .model_file import load_model, read_model_config
 from .modeling.spike2former import Spike2Former
 from .presets import PRESETS
 from .weights.cache import Cache, check_name
+from .weights.download import as_path
 from .weights.fetch import ProgressCallback
 from .weights.install import fit_class_names
 from .weights.registry import WeightsEntry, load_registry
-from .weights.resolve import as_path, resolve_model
+from .weights.resolve import resolve_model
 
 ModelKind = Literal["preset", "weights"]
 

@@ -4,6 +4,7 @@
 - ``optim``: the AdamW parameter groups and the warm-up + poly schedule;
 - ``data``: training pipelines and the resumable, distributed data order;
 - ``setup``: ``DataSpec`` (which dataset) and fitting a network to its classes;
+- ``prepare``: ``prepare_run(RunRequest)``, a new run's starting network and job from the choices;
 - ``initial``: ImageNet backbone weights, class-layer changes for fine-tuning;
 - ``loop``: ``train`` and ``resume``, the loop itself;
 - ``preflight``: what a run is checked for before its folder exists (data, crop, memory);
@@ -20,18 +21,23 @@ from .evaluate import evaluate
 from .initial import load_backbone, with_classes
 from .loop import TrainJob, TrainResult, resume, train
 from .optim import build_optimizer, build_scheduler, parameter_groups
+from .prepare import PreparedRun, RunRequest, RunRequestError, prepare_run
 from .recipe import RECIPES, RecipeError, TrainRecipe, recipe_for, recipe_name_for
 from .resume_settings import Conflict, resume_conflicts, saved_settings
-from .setup import DataSpec, fit_model_to_data
+from .setup import ClassCountError, DataSpec, fit_model_to_data
 
 __all__ = [
     "RECIPES",
+    "ClassCountError",
     "Conflict",
     "DataSpec",
     "DistributedContext",
+    "PreparedRun",
     "RecipeError",
     "RunFolder",
     "RunFolderError",
+    "RunRequest",
+    "RunRequestError",
     "TrainJob",
     "TrainRecipe",
     "TrainResult",
@@ -42,6 +48,7 @@ __all__ = [
     "init_distributed",
     "load_backbone",
     "parameter_groups",
+    "prepare_run",
     "recipe_for",
     "recipe_name_for",
     "resume",

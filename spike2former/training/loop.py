@@ -202,7 +202,8 @@ def _datasets(job: TrainJob) -> tuple[SegmentationDataset, SegmentationDataset |
         return train_set, data.build(data.val_split)
     except DatasetError as exc:
         raise DatasetError(
-            f"{exc}; to train without validation, set no validation split (--val-split none)"
+            f"{exc}; to train without validation, set no validation split ({{val_split}})",
+            val_split=None,
         ) from None
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import ModelConfig
+from ..errors import NamesArguments
 from ..named import lookup
 
 # Training pipelines: the official three of ``datasets.pipeline_for`` and ``random_crop``
@@ -119,21 +119,10 @@ class TrainRecipe:
         return self.lr * total_batch / self.lr_base_batch
 
 
-class RecipeError(ValueError):
+class RecipeError(NamesArguments, ValueError):
     """A recipe that cannot run. The message names the fields at fault with their values
     (``warmup_iters=50``); ``describe`` writes it with other names for them, such as a command
     line's options."""
-
-    def __init__(self, template: str, **fields: object) -> None:
-        self.template = template
-        self.fields = fields
-        super().__init__(self.describe(lambda name, value: f"{name}={value!r}"))
-
-    def describe(self, spell: Callable[[str, object], str]) -> str:
-        """The message with each field at fault written as ``spell(name, value)``."""
-        return self.template.format(
-            **{name: spell(name, value) for name, value in self.fields.items()}
-        )
 
 
 def validate(recipe: TrainRecipe) -> None:

@@ -1,7 +1,7 @@
 """What a run trains on and what it starts from: the data description and the initial network.
 
 ``DataSpec`` names a dataset (format, root, splits) and builds its train and validation sets.
-``starting_model`` fits a network to the dataset's classes: ``num_classes`` rebuilds the class
+``fit_model_to_data`` fits a network to the dataset's classes: ``num_classes`` rebuilds the class
 layer, and the dataset's class names (ADE20K, Cityscapes, VOC, COCO-Stuff, or a folder's
 ``classes.txt``) are stored in the model so that every saved model file carries them.
 """
@@ -16,6 +16,7 @@ from typing import Any
 from ..datasets import FORMATS, DatasetError, SegmentationDataset, Transform, build_dataset
 from ..datasets.metadata import DATASET_CLASSES, generated_palette
 from ..datasets.readers import read_class_names, read_palette
+from ..errors import Note
 from ..modeling.spike2former import Spike2Former
 from .initial import with_classes
 
@@ -27,6 +28,11 @@ _FORMAT_CLASSES = {
     "cocostuff10k": "cocostuff",
     "cocostuff164k": "cocostuff",
 }
+
+
+class ClassCountError(DatasetError):
+    """The dataset has more classes than the network would: a usage error, which a larger
+    ``num_classes`` fixes (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,13 @@ def fit_model_to_data(
     data: DataSpec,
     num_classes: int | None = None,
     test_size: int | None = None,
-) -> tuple[Spike2Former, str | None]:
+) -> tuple[Spike2Former, Note | None]:
     """``model`` with ``num_classes`` classes (default: as it is) and the dataset's class names,
     and a note for the user when the model has more class slots than the dataset uses.
     ``test_size`` (the short side evaluation and inference resize to; 0 = native size) replaces
     the model's when given.
 
-    Raises ``DatasetError`` when the dataset has more classes than the model would.
+    Raises ``ClassCountError`` when the dataset has more classes than the model would.
     """
     if test_size is not None:
         model.config = model.config.replace(test_size=test_size)
@@ -113,14 +119,16 @@ def fit_model_to_data(
     note = None
     if names is not None:
         if len(names) > classes:
-            raise DatasetError(
+            raise ClassCountError(
                 f"the dataset has {len(names)} classes but the model {classes}; pass "
-                f"--num-classes {len(names)} to train a {len(names)}-class head"
+                f"{{num_classes}} to train a {len(names)}-class head",
+                num_classes=len(names),
             )
         if len(names) < classes:
-            note = (
+            note = Note(
                 f"the model has {classes} class slots and the dataset uses {len(names)}; "
-                f"--num-classes {len(names)} would train a {len(names)}-class head"
+                f"{{num_classes}} would train a {len(names)}-class head",
+                num_classes=len(names),
             )
             names = (*names, *(f"unused_{i}" for i in range(len(names), classes)))
             if palette is not None:
@@ -139,5 +147,6 @@ def _cocostuff_layout(root: Path) -> str:
             return name
     raise DatasetError(
         f"{root} holds neither COCO-Stuff 164k (coco_stuff164k/images/train2017) nor COCO-Stuff "
-        "10k (coco_stuff10k/images/train2014); use --format cocostuff164k or cocostuff10k"
+        "10k (coco_stuff10k/images/train2014); use {format} or cocostuff10k",
+        format="cocostuff164k",
     )

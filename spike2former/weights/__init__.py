@@ -1,4 +1,4 @@
-"""Known weights, the download cache and ``--model`` resolution.
+"""Known weights, the download cache, and weights names or paths resolved to local files.
 
 ``resolve_model("spike2former-sdtv2-ade20k")`` returns a local s2f model file, downloading,
 checking and converting the official checkpoint on first use; ``download()`` does the same for

@@ -2,7 +2,7 @@
 
 Layout under the cache directory (``$S2F_HOME``, else the platform's user cache directory)::
 
-    models/NAME.safetensors      s2f model files, usable by ``--model NAME``
+    models/NAME.safetensors      s2f model files, found by ``resolve_model(NAME)``
     backbones/NAME.pth           ImageNet backbone weights as published (or .safetensors)
     .partial/NAME.part           an unfinished download, resumed by the next try, with
                                  NAME.part.json (its URL, ETag, Last-Modified); lock files

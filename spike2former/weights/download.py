@@ -21,7 +21,7 @@ from ..errors import DownloadError, OfflineError, S2FError, WeightsSpecError
 from .cache import Cache, check_name
 from .fetch import DEFAULT_TIMEOUT, Fetched, ProgressCallback, copy_file, discard_partial, fetch_url
 from .install import install
-from .offline import is_offline, offline_message
+from .offline import DOWNLOADS_OFF, is_offline, offline_error
 from .registry import WeightsEntry, load_registry
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -32,7 +32,7 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 class DownloadResult:
     """Where the weights are and how they were checked.
 
-    ``checksum`` is ``"published"`` (the registry's SHA-256), ``"given"`` (``--sha256``),
+    ``checksum`` is ``"published"`` (the registry's SHA-256), ``"given"`` (``sha256``),
     ``"seen"`` (same as the first download of this source), ``"recorded"`` (first download, no
     checksum to compare with; now recorded), ``"cached"`` (nothing downloaded) or ``"bundled"``
     (shipped inside the package).
@@ -100,10 +100,11 @@ def download(
     remote = isinstance(plan.location, str)
     if remote and is_offline(offline):
         if plan.entry is not None:
-            raise OfflineError(offline_message(plan.entry, cache))
+            raise offline_error(plan.entry, cache)
         raise OfflineError(
-            f"{plan.source}: downloads are off (--offline or S2F_OFFLINE=1); fetch the file "
-            f"elsewhere and run `s2f download FILE --cache-name {plan.name}`"
+            f"{plan.source}: {DOWNLOADS_OFF}; fetch the file elsewhere and run "
+            f"`s2f download FILE --cache-name {plan.name}`",
+            offline=True,
         )
     with cache.downloading(plan.name):
         partial = cache.partial_path(plan.name)
@@ -149,13 +150,15 @@ def _plan(
     source: str, name: str | None, sha256: str | None, registry: Mapping[str, WeightsEntry]
 ) -> _Plan:
     if sha256 is not None and not _SHA256.fullmatch(sha256):
-        raise WeightsSpecError(f"--sha256 {sha256!r}: expected 64 hexadecimal digits")
+        raise WeightsSpecError("{sha256}: expected 64 hexadecimal digits", sha256=sha256)
     sha256 = sha256.lower() if sha256 else None
     location = _locate(source)
     if location is None:  # a registry name
         if name is not None and name != source:
             raise WeightsSpecError(
-                f"{source!r} is a registry name; --cache-name only names URLs and local files"
+                f"{source!r} is a registry name, cached under it; {{name}} names only URLs and "
+                "local files",
+                name=name,
             )
         entry = registry.get(check_name(source))
         if entry is None:
@@ -171,7 +174,8 @@ def _plan(
     published = entry.sha256 if entry else None
     if sha256 and published and sha256 != published:
         raise WeightsSpecError(
-            f"--sha256 {sha256} differs from the published checksum of {target} ({published})"
+            f"{{sha256}} differs from the published checksum of {target} ({published})",
+            sha256=sha256,
         )
     expected = sha256 or published
     checksum = "given" if sha256 else ("published" if published else "")
@@ -199,23 +203,34 @@ def _locate(source: str) -> str | Path | None:
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise WeightsSpecError(f"{source}: file URLs must name a local file")
-        path = Path(urllib.request.url2pathname(parts.path))
-    elif "://" in source:
+        return local_file(Path(urllib.request.url2pathname(parts.path)))
+    if "://" in source:
         raise WeightsSpecError(f"{source}: unsupported URL scheme (use http, https or file)")
-    else:
-        path = Path(source).expanduser()
-        looks_like_path = (
-            os.sep in source
-            or "/" in source
-            or source.startswith((".", "~"))
-            or path.suffix.lower() in _CHECKPOINT_SUFFIXES
-        )
-        if not path.is_file() and not looks_like_path:
-            return None
+    path = as_path(source)
+    return None if path is None else local_file(path)
+
+
+def as_path(spec: str) -> Path | None:
+    """``spec`` as a path when it names an existing file or looks like one (a path separator,
+    a leading ``.`` or ``~``, a checkpoint suffix), else ``None`` (a weights name)."""
+    path = Path(spec).expanduser()
+    if (
+        path.is_file()
+        or os.sep in spec
+        or "/" in spec
+        or spec.startswith((".", "~"))
+        or path.suffix.lower() in _CHECKPOINT_SUFFIXES
+    ):
+        return path
+    return None
+
+
+def local_file(path: Path, what: str = "file") -> Path:
+    """``path``, refused unless it is an existing file (``what`` it should be, for the error)."""
     if path.is_dir():
-        raise WeightsSpecError(f"{path}: is a folder, not a weights file")
+        raise WeightsSpecError(f"{path}: is a folder, not a {what}")
     if not path.is_file():
-        raise WeightsSpecError(f"{path}: no such file")
+        raise WeightsSpecError(f"{path}: no such {what}")
     return path
 
 
@@ -230,7 +245,7 @@ def _name_from(source: str) -> str:
         return check_name(last)
     except WeightsSpecError:
         raise WeightsSpecError(
-            f"{source}: cannot name the cached file after {last!r}; pass --cache-name NAME"
+            f"{source}: cannot name the cached file after {last!r}; pass {{name}}", name=...
         ) from None
 
 
@@ -253,7 +268,8 @@ def _verify(plan: _Plan, fetched: Fetched, cache: Cache) -> str:
             raise DownloadError(
                 f"{plan.source}: the file has changed since it was first downloaded (SHA-256 "
                 f"{seen['source_sha256']}, now {fetched.sha256}); not cached. If you trust "
-                f"the new file, run again with --sha256 {fetched.sha256}"
+                "the new file, run again with {sha256}",
+                sha256=fetched.sha256,
             )
         return "seen"
     return "recorded"

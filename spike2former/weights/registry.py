@@ -1,13 +1,14 @@
 """Known weights, kept as data in ``registry.json`` next to this module.
 
 Each entry says where a file is published (``urls``, ``source``), how to check it (``sha256``,
-``size``: null where nothing is published) and what it is: a segmentation ``model`` for
-``--model`` or a ``backbone`` for ``--init-backbone``, with what the checkpoint cannot tell the
-converter (time steps, class names). A model names the ``preset`` it was trained from and, in
-``overrides``, every way its network differs from that preset (as part of a
-``ModelConfig.to_dict()``); its ``num_classes``, ``time_steps`` and ``test_size`` must agree with
-the result, so a difference is never left unstated. A ``bundled`` entry names a model file
-shipped inside the package (``weights/bundled/``): it needs no download and works offline.
+``size``: null where nothing is published) and what it is: a segmentation ``model``
+(``resolve_model``) or an ImageNet ``backbone`` (``resolve_backbone``, a run's ``init_backbone``),
+with what the checkpoint cannot tell the converter (time steps, class names). A model names the
+``preset`` it was trained from and, in ``overrides``, every way its network differs from that
+preset (as part of a ``ModelConfig.to_dict()``); its ``num_classes``, ``time_steps`` and
+``test_size`` must agree with the result, so a difference is never left unstated. A ``bundled``
+entry names a model file shipped inside the package (``weights/bundled/``): it needs no download
+and works offline.
 ``$S2F_REGISTRY`` may name a JSON file in the same format whose entries are added to (or replace)
 the shipped ones, for mirrors and private weights.
 """

@@ -95,7 +95,7 @@ def test_web_page(server: WeightsServer, home: Home) -> None:
     [
         (["--cache-name", "../escape"], "invalid weights name"),
         (["--cache-name", "/etc/passwd"], "invalid weights name"),
-        (["--sha256", "xyz"], "64 hexadecimal digits"),
+        (["--sha256", "xyz"], "--sha256 xyz: expected 64 hexadecimal digits"),
     ],
 )
 def test_usage_errors(
@@ -103,6 +103,17 @@ def test_usage_errors(
 ) -> None:
     url = server.add("/m.pth", Route(payloads.official))
     assert_one_error_line(s2f("download", url, *args), 2, fragment)
+    assert server.log == [] and not home.cache.exists()
+
+
+def test_library_arguments_are_named_as_options(
+    server: WeightsServer, home: Home, payloads: Payloads
+) -> None:
+    """``download``'s ``name`` is ``--cache-name`` here (``--name`` names segment's run folder)."""
+    url = server.add("/%2e%2e", Route(payloads.official))
+    assert_one_error_line(s2f("download", url), 2, "; pass --cache-name NAME")
+    registered = s2f("download", "spike2former-sdtv2-ade20k", "--cache-name", "mine")
+    assert_one_error_line(registered, 2, "--cache-name mine names only URLs and local files")
     assert server.log == [] and not home.cache.exists()
 
 
@@ -125,7 +136,7 @@ def test_offline(home: Home, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     else:
         monkeypatch.setenv("S2F_OFFLINE", "1")
     target = home.cache / "models" / "spike2former-sdtv2-ade20k.safetensors"
-    assert_one_error_line(s2f(*args), 1, "downloads are off", str(target))
+    assert_one_error_line(s2f(*args), 1, "downloads are off (--offline or", str(target))
     assert not home.cache.exists()
 
 
@@ -174,7 +185,8 @@ def test_model_option_helper(server: WeightsServer, home: Home, payloads: Payloa
     assert lines(run("-m", str(target), "--offline").stdout) == [str(target)]
     assert_one_error_line(run("--model", "no such name"), 2, "invalid weights name")
     assert_one_error_line(run("--model", "../x.safetensors"), 2, "no such model file")
-    assert_one_error_line(run("--model", "sdtv2-15m-imagenet"), 2, "a backbone")
+    message = "a backbone (ImageNet weights): give it as --init-backbone sdtv2-15m-imagenet"
+    assert_one_error_line(run("--model", "sdtv2-15m-imagenet"), 2, message)
     assert len(server.log) == 1
 
 

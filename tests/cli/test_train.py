@@ -14,8 +14,14 @@ from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
 from spike2former import load_model
-from tests.cli.assertions import assert_one_error_line
-from tests.training.helpers import CLASSES, quick_args, write_small_run_files
+from tests.cli.assertions import assert_one_error_line, lines
+from tests.training.helpers import (
+    CLASSES,
+    quick_args,
+    write_shapes_dataset,
+    write_small_model,
+    write_small_run_files,
+)
 from tests.training.test_initial import imagenet_checkpoint
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -77,7 +83,7 @@ def test_a_short_run_and_its_folder(files: dict[str, Path], tmp_path: Path) -> N
         (["--preset", "tiny", "--format", "cocostuff9k"], "'cocostuff9k' is not one of"),
         (["--preset", "tiny"], "--data DIR and --format FORMAT are required"),
         (["--preset", "tiny", "--format", "folder", "--crop-size", "big"], "--crop-size takes"),
-        (["--preset", "tiny", "--format", "folder", "--recipe", "fast"], "no training recipe"),
+        (["--preset", "tiny", "--format", "folder", "--recipe", "fast"], "unknown recipe 'fast'"),
         (
             ["--preset", "tiny", "--format", "folder", "--iters", "20", "--warmup-iters", "20"],
             "--warmup-iters 20 must be less than --iters 20",
@@ -114,8 +120,44 @@ def test_missing_data_folder(tmp_path: Path) -> None:
 
 def test_more_dataset_classes_than_the_head(files: dict[str, Path], tmp_path: Path) -> None:
     args = quick_args(files["model"], files["data"], tmp_path / "run", 1, 1, "--num-classes", "2")
-    one_error(train(*args[1:]), 2, "the dataset has 3 classes but the model 2")
+    one_error(
+        train(*args[1:]),
+        2,
+        "the dataset has 3 classes but the model 2; pass --num-classes 3 to train a 3-class head",
+    )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_validation_split(files: dict[str, Path], tmp_path: Path) -> None:
+    data = write_shapes_dataset(tmp_path / "data", train=2, val=0)
+    args = quick_args(files["model"], data, tmp_path / "run", 1)[1:]
+    message = "to train without validation, set no validation split (--val-split none)"
+    one_error(train(*args), 1, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_backbone_given_as_the_model(files: dict[str, Path], tmp_path: Path) -> None:
+    args = quick_args(Path("sdtv3-19m-imagenet"), files["data"], tmp_path / "run", 1)[1:]
+    message = "is a backbone (ImageNet weights): give it as --init-backbone sdtv3-19m-imagenet"
+    one_error(train(*args), 2, message)
+
+
+def test_notes_name_the_options(files: dict[str, Path], tmp_path: Path) -> None:
+    """The library's notes name its arguments; the command says its options instead."""
+    imagenet_checkpoint(tmp_path / "in1k.pth")
+    five = write_small_model(tmp_path / "five.safetensors", num_classes=5)
+    args = quick_args(five, files["data"], tmp_path / "run", 2, 2, "--init-backbone")[1:]
+    args.remove("-q")
+    result = train(*args, tmp_path / "in1k.pth")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in lines(result.stderr) if line.startswith("note: ")]
+    assert notes[0] == (
+        "note: the model has 5 class slots and the dataset uses 3; --num-classes 3 would train "
+        "a 3-class head"
+    )
+    assert notes[1].startswith(f"note: --init-backbone {tmp_path / 'in1k.pth'}: ")
+    assert notes[1].endswith("backbone tensors loaded; 2 classification-head tensors ignored")
+    assert len(notes) == 2
 
 
 def test_an_existing_run_is_never_overwritten(files: dict[str, Path], tmp_path: Path) -> None:

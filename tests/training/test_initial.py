@@ -10,7 +10,13 @@ import torch
 
 from spike2former import build_model
 from spike2former.errors import CheckpointError, DatasetError
-from spike2former.training import DataSpec, fit_model_to_data, load_backbone, with_classes
+from spike2former.training import (
+    ClassCountError,
+    DataSpec,
+    fit_model_to_data,
+    load_backbone,
+    with_classes,
+)
 from spike2former.training.initial import CLASS_KEYS
 from tests.helpers import small_config
 from tests.training.helpers import CLASSES, write_shapes_dataset
@@ -79,10 +85,10 @@ def test_dataset_classes_reach_the_model(tmp_path: Path) -> None:
     data = DataSpec.of("folder", write_shapes_dataset(tmp_path / "d", train=1, val=0))
     model, note = fit_model_to_data(build_model(small_config()), data)  # 5 slots, 3 classes
     assert model.config.class_names == (*CLASSES, "unused_3", "unused_4")
-    assert note is not None and "--num-classes 3" in note
+    assert note is not None and "num_classes=3 would train" in str(note)
     model, note = fit_model_to_data(build_model(small_config()), data, 3, test_size=0)
     assert (model.config.class_names, note, model.config.test_size) == (CLASSES, None, 0)
-    with pytest.raises(Exception, match="pass --num-classes 3"):
+    with pytest.raises(ClassCountError, match="pass num_classes=3 to train a 3-class head"):
         fit_model_to_data(build_model(small_config()), data, 2)
 
 
