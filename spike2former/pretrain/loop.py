@@ -24,15 +24,22 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DatasetError
-from ..training.checkpoint import RunFolder, RunFolderError, TrainState, capture_rng, restore_rng
-from ..training.data import train_loader, worker_deaths
+from ..training.checkpoint import RunFolder, TrainState
+from ..training.data import train_loader
 from ..training.distributed import (
     DistributedContext,
     all_reduce_mean,
     all_reduce_sum_,
     barrier,
-    broadcast_object,
     wrap,
+)
+from ..training.run_lifecycle import (
+    notify,
+    prepared_for_resume,
+    resumable_config,
+    started_run,
+    starting_point,
+    training_state,
 )
 from .augment import EvalTransform, TrainTransform
 from .backbone_file import load_classifier, save_classifier
@@ -110,25 +117,9 @@ def pretrain(
     largest = max(check_images(d.split) for d in datasets if d is not None)
     check_memory(model, job.recipe, context, workers, largest)
     run = BackboneRunFolder(run_dir() if callable(run_dir) else run_dir)
-    error = None
-    if context.is_main:
-        try:
-            run.create(made_by_caller=callable(run_dir))
-        except Exception as exc:  # noqa: BLE001 - re-raised below, on every process
-            error = exc
-    error = broadcast_object(error, context)
-    if error is not None:
-        raise error  # type: ignore[misc]
-    try:
-        if context.is_main:
-            config = {"job": job.to_dict(), "processes": context.world_size}
-            run.write_config({**config, "classes": model.class_names})
-        with worker_deaths():
-            return _run(model, job, run, context, datasets, None, workers, callbacks)
-    except BaseException:
-        if context.is_main and not run.holds_progress():
-            run.discard()
-        raise
+    config = {"job": job.to_dict(), "processes": context.world_size, "classes": model.class_names}
+    with started_run(run, context, callable(run_dir), config):
+        return _run(model, job, run, context, datasets, None, workers, callbacks)
 
 
 def resume_pretrain(
@@ -141,21 +132,10 @@ def resume_pretrain(
     """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
     context = context or DistributedContext()
     run = BackboneRunFolder(run_dir)
-    run.check_resumable()
-    saved = run.read_config()
-    job = PretrainJob.from_dict(saved["job"])
-    if saved.get("processes") != context.world_size:
-        raise RunFolderError(
-            f"{run.root} was trained with {saved.get('processes')} process(es), this is "
-            f"{context.world_size}; resume it with as many (the data order depends on it)"
-        )
+    job = PretrainJob.from_dict(resumable_config(run, context)["job"])
     model, state = run.load_checkpoint(context.device)
     datasets = _datasets(job, model.class_names)
-    barrier(context)  # every process has read the checkpoint before rank 0 tidies up
-    if context.is_main:
-        run.tidy(state.iteration)
-        run.truncate_metrics(state.iteration)
-    with worker_deaths():
+    with prepared_for_resume(run, state.iteration, context):
         return _run(model, job, run, context, datasets, state, workers, callbacks)
 
 
@@ -198,19 +178,11 @@ def _run(
     optimizer = build_optimizer(model, recipe, lr)
     scheduler = build_scheduler(optimizer, recipe, lr)
 
-    start, best, best_iteration = 0, None, None
-    if state is None:
-        if context.is_main:
-            run.save_checkpoint(model, _state(0, optimizer, scheduler, None, None))
-    else:
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        restore_rng(state.rng)
-        start, best, best_iteration = state.iteration, state.best_miou, state.best_iteration
+    start, best, best_iteration = starting_point(run, model, state, context, optimizer, scheduler)
 
     network = wrap(model, context)
     batches = train_loader(train_set, recipe.batch_size, context, job.seed, start, workers)  # type: ignore[arg-type]
-    _notify(callbacks, "on_start", start, recipe.iters, job)
+    notify(callbacks, "on_start", start, recipe.iters, job)
 
     window_loss, window_count, window_time = 0.0, 0, 0.0
     for iteration in range(start, recipe.iters):
@@ -229,7 +201,7 @@ def _run(
         window_loss += loss.item()
         window_count += 1
         window_time += time.perf_counter() - tick
-        _notify(callbacks, "on_iteration", done, loss.item(), lr_now)
+        notify(callbacks, "on_iteration", done, loss.item(), lr_now)
 
         if done % job.log_interval == 0 or done == recipe.iters:
             (mean_loss,) = all_reduce_mean([window_loss / window_count], context)
@@ -255,10 +227,12 @@ def _run(
                 if improved:
                     run.save_best(model)
                 run.append_metrics(record)
-                _notify(callbacks, "on_eval", record)
+                notify(callbacks, "on_eval", record)
         if done % recipe.checkpoint_interval == 0 or done == recipe.iters:
             if context.is_main:
-                run.save_checkpoint(model, _state(done, optimizer, scheduler, best, best_iteration))
+                run.save_checkpoint(
+                    model, training_state(done, optimizer, scheduler, best, best_iteration)
+                )
     barrier(context)
     return PretrainResult(run.root, max(start, recipe.iters), best, best_iteration)
 
@@ -287,26 +261,3 @@ def evaluate_accuracy(
     model.train(was_training)
     total = float(counts[2])
     return 100 * float(counts[0]) / total, 100 * float(counts[1]) / total
-
-
-def _state(
-    iteration: int,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    best: float | None,
-    best_iteration: int | None,
-) -> TrainState:
-    return TrainState(
-        iteration=iteration,
-        optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(),
-        rng=capture_rng(),
-        best_miou=best,
-        best_iteration=best_iteration,
-    )
-
-
-def _notify(callbacks: object | None, name: str, *args: object) -> None:
-    method = getattr(callbacks, name, None)
-    if method is not None:
-        method(*args)

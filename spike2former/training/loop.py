@@ -37,13 +37,12 @@ from torch import Tensor
 
 from ..datasets import DatasetError, SegmentationDataset
 from ..modeling.spike2former import Spike2Former
-from .checkpoint import RunFolder, RunFolderError, TrainState, capture_rng, restore_rng
-from .data import train_loader, train_pipeline, worker_deaths
+from .checkpoint import RunFolder, TrainState
+from .data import train_loader, train_pipeline
 from .distributed import (
     DistributedContext,
     all_reduce_mean,
     barrier,
-    broadcast_object,
     wrap,
 )
 from .evaluate import evaluate
@@ -51,6 +50,14 @@ from .lean import LeanTraining, build_criterion, prepare_model, step_losses
 from .optim import build_optimizer, build_scheduler
 from .preflight import check_run
 from .recipe import TrainRecipe
+from .run_lifecycle import (
+    notify,
+    prepared_for_resume,
+    resumable_config,
+    started_run,
+    starting_point,
+    training_state,
+)
 from .setup import DataSpec
 
 # How every training step is computed (``lean``: the official losses and gradients, cheaper).
@@ -138,24 +145,8 @@ def train(
         amp_dtype=_amp_dtype(context.device) if job.amp else None,
     )  # fmt: skip
     run = RunFolder(run_dir() if callable(run_dir) else run_dir)
-    error = None
-    if context.is_main:
-        try:
-            run.create(made_by_caller=callable(run_dir))
-        except Exception as exc:  # noqa: BLE001 - re-raised below, on every process
-            error = exc
-    error = broadcast_object(error, context)
-    if error is not None:
-        raise error  # type: ignore[misc]
-    try:
-        if context.is_main:
-            run.write_config(_run_config(model, job, context))
-        with worker_deaths():
-            return _run(model, job, run, context, datasets, None, workers, callbacks)
-    except BaseException:
-        if context.is_main and not run.holds_progress():
-            run.discard()
-        raise
+    with started_run(run, context, callable(run_dir), _run_config(model, job, context)):
+        return _run(model, job, run, context, datasets, None, workers, callbacks)
 
 
 def resume(
@@ -168,25 +159,14 @@ def resume(
     """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
     context = context or DistributedContext()
     run = RunFolder(run_dir)
-    run.check_resumable()
-    saved = run.read_config()
-    job = TrainJob.from_dict(saved["job"])
-    if saved.get("processes") != context.world_size:
-        raise RunFolderError(
-            f"{run.root} was trained with {saved.get('processes')} process(es), this is "
-            f"{context.world_size}; resume it with as many (the data order and batch depend on it)"
-        )
+    job = TrainJob.from_dict(resumable_config(run, context)["job"])
     datasets = _datasets(job)
     model, state = run.load_checkpoint(context.device)
     check_run(
         model, job.recipe, datasets, context, workers=workers, lean=LEAN,
         amp_dtype=_amp_dtype(context.device) if job.amp else None,
     )  # fmt: skip
-    barrier(context)  # every process has read the checkpoint before rank 0 tidies up
-    if context.is_main:
-        run.tidy(state.iteration)
-        run.truncate_metrics(state.iteration)
-    with worker_deaths():
+    with prepared_for_resume(run, state.iteration, context):
         return _run(model, job, run, context, datasets, state, workers, callbacks)
 
 
@@ -234,21 +214,13 @@ def _run(
     amp_dtype = _amp_dtype(device) if job.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
-    start, best_miou, best_iteration = 0, None, None
-    if state is None:
-        if context.is_main:
-            run.save_checkpoint(model, _state(0, optimizer, scheduler, scaler, None, None))
-    else:
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        if state.scaler is not None:
-            scaler.load_state_dict(state.scaler)
-        restore_rng(state.rng)
-        start, best_miou, best_iteration = state.iteration, state.best_miou, state.best_iteration
+    start, best_miou, best_iteration = starting_point(
+        run, model, state, context, optimizer, scheduler, scaler
+    )
 
     network = wrap(model, context)
     batches = train_loader(train_set, recipe.batch_size, context, job.seed, start, workers)
-    _notify(callbacks, "on_start", start, recipe.iters, job)
+    notify(callbacks, "on_start", start, recipe.iters, job)
 
     # 3. The iterations.
     window = _Window()
@@ -275,14 +247,14 @@ def _run(
 
         done = iteration + 1
         window.add(losses, loss, grad_norm, time.perf_counter() - tick)
-        _notify(callbacks, "on_iteration", done, loss.item(), lr_now)
+        notify(callbacks, "on_iteration", done, loss.item(), lr_now)
 
         # 4. Logs, validation, checkpoints.
         if done % job.log_interval == 0 or done == recipe.iters:
             record = window.record(done, lr_now, recipe, context)
             if context.is_main:
                 run.append_metrics(record)
-                _notify(callbacks, "on_log", record)
+                notify(callbacks, "on_log", record)
             window = _Window()
         if val_set is not None and (done % recipe.eval_interval == 0 or done == recipe.iters):
             scores = evaluate(model, val_set, context=context)
@@ -296,13 +268,14 @@ def _run(
                 if improved:
                     run.save_best(model)
                 run.append_metrics(record)
-                _notify(callbacks, "on_eval", record)
+                notify(callbacks, "on_eval", record)
         if done % recipe.checkpoint_interval == 0 or done == recipe.iters:
             if context.is_main:
                 run.save_checkpoint(
-                    model, _state(done, optimizer, scheduler, scaler, best_miou, best_iteration)
+                    model,
+                    training_state(done, optimizer, scheduler, best_miou, best_iteration, scaler),
                 )
-                _notify(callbacks, "on_checkpoint", done)
+                notify(callbacks, "on_checkpoint", done)
     barrier(context)
     return TrainResult(run.root, max(start, recipe.iters), best_miou, best_iteration)
 
@@ -319,25 +292,6 @@ def _run_config(model: Spike2Former, job: TrainJob, context: DistributedContext)
         "device": context.device.type,
         "torch": torch.__version__,
     }
-
-
-def _state(
-    iteration: int,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    best_miou: float | None,
-    best_iteration: int | None,
-) -> TrainState:
-    return TrainState(
-        iteration=iteration,
-        optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(),
-        rng=capture_rng(),
-        best_miou=best_miou,
-        best_iteration=best_iteration,
-        scaler=scaler.state_dict() if scaler.is_enabled() else None,
-    )
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
@@ -396,9 +350,3 @@ class _Window:
         record["images_per_s"] = round(images / self.time, 3) if self.time > 0 else None
         record["eta_s"] = round((recipe.iters - iteration) * self.time / self.count, 1)
         return record
-
-
-def _notify(callbacks: object | None, name: str, *args: object) -> None:
-    method = getattr(callbacks, name, None)
-    if method is not None:
-        method(*args)
