@@ -143,3 +143,19 @@ DatasetFormatOption = Annotated[
     ),
 ]
 ForceOption = Annotated[bool, option("--force")]
+
+# Options of the commands that train (train, pretrain).
+# The data order's generators (numpy's SeedSequence, torch) take non-negative 32-bit seeds.
+MAX_SEED = 2**32 - 1
+IterationsOption = Annotated[int | None, option("--iters", min=1)]
+WeightDecayOption = Annotated[float | None, option("--weight-decay", min=0.0)]
+EvalIntervalOption = Annotated[int | None, option("--eval-interval", min=1)]
+CheckpointIntervalOption = Annotated[int | None, option("--checkpoint-interval", min=1)]
+TrainSplitOption = Annotated[str, option("--train-split")]
+ValSplitOption = Annotated[str, option("--val-split")]
+ConventionalOption = Annotated[bool, option("--conventional")]
+SeedOption = Annotated[int, option("--seed", min=0, max=MAX_SEED)]
+LogIntervalOption = Annotated[int, option("--log-interval", min=1)]
+WorkersOption = Annotated[int, option("--workers", min=0)]
+ResumeOption = Annotated[bool, option("--resume")]
+RUN_FOLDER_HELP = "The run folder (refused if it exists, unless --resume)."

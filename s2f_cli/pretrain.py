@@ -21,22 +21,35 @@ from spike2former.pretrain import (
     resume_pretrain,
 )
 from spike2former.pretrain.recipe import MAX_CROP, MIN_CROP
-from spike2former.training import RunFolderError, init_distributed
+from spike2former.training import RunFolderError
 from spike2former.training.distributed import (
-    DistributedContext,
-    DistributedError,
-    broadcast_object,
     shutdown,
 )
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .option_source import given_options, option_flags
-from .options import DeviceOption, QuietOption, ThreadsOption, option
-from .run_dir import make_run_dir
+from .options import (
+    RUN_FOLDER_HELP,
+    CheckpointIntervalOption,
+    ConventionalOption,
+    DeviceOption,
+    EvalIntervalOption,
+    IterationsOption,
+    LogIntervalOption,
+    QuietOption,
+    ResumeOption,
+    SeedOption,
+    ThreadsOption,
+    TrainSplitOption,
+    ValSplitOption,
+    WeightDecayOption,
+    WorkersOption,
+    option,
+)
+from .processes import process_group, shared_run_dir
 from .size_option import parse_size
 
 DEFAULT_PROJECT = Path("runs/pretrain")
-MAX_SEED = 2**32 - 1
 # Options that say how to run, not what to train: a resume may give them.
 _RUN_ONLY = frozenset({"output", "resume_run", "workers", "device", "threads", "quiet"})
 # Options that set a recipe field.
@@ -57,7 +70,7 @@ def pretrain_command(
     data: Annotated[
         Path | None, option("--data", "ROOT/SPLIT/CLASS/*.jpg (ImageFolder).", metavar="DIR")
     ] = None,
-    iters: Annotated[int | None, option("--iters", min=1, show_default="2,000,000")] = None,
+    iters: IterationsOption = None,
     batch_size: Annotated[int | None, option("--batch-size", min=1, show_default="128")] = None,
     crop_size: Annotated[
         str | None,
@@ -72,30 +85,30 @@ def pretrain_command(
         float | None,
         option("--lr", min=0.0, show_default="6e-4 x total batch / 256"),
     ] = None,
-    weight_decay: Annotated[float | None, option("--weight-decay", min=0.0)] = None,
+    weight_decay: WeightDecayOption = None,
     warmup_iters: Annotated[
         int | None, option("--warmup-iters", min=0, show_default="5 % of --iters")
     ] = None,
-    eval_interval: Annotated[int | None, option("--eval-interval", min=1)] = None,
-    checkpoint_interval: Annotated[int | None, option("--checkpoint-interval", min=1)] = None,
-    train_split: Annotated[str, option("--train-split")] = "train",
-    val_split: Annotated[str, option("--val-split")] = "val",
-    conventional: Annotated[bool, option("--conventional")] = False,
-    seed: Annotated[int, option("--seed", min=0, max=MAX_SEED)] = 0,
-    log_interval: Annotated[int, option("--log-interval", min=1)] = 50,
-    workers: Annotated[int, option("--workers", min=0)] = 2,
+    eval_interval: EvalIntervalOption = None,
+    checkpoint_interval: CheckpointIntervalOption = None,
+    train_split: TrainSplitOption = "train",
+    val_split: ValSplitOption = "val",
+    conventional: ConventionalOption = False,
+    seed: SeedOption = 0,
+    log_interval: LogIntervalOption = 50,
+    workers: WorkersOption = 2,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
     output: Annotated[
         Path | None,
         option(
             "--output",
-            "The run folder (refused if it exists, unless --resume).",
+            RUN_FOLDER_HELP,
             metavar="RUN",
             show_default="runs/pretrain/run, run2, ...",
         ),
     ] = None,
-    resume_run: Annotated[bool, option("--resume")] = False,
+    resume_run: ResumeOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Pretrain a spiking backbone on image classification (the SDT recipe); the run's
@@ -117,11 +130,7 @@ def pretrain_command(
             raise fail(f"{output} already exists; pass --resume to continue that run", EXIT_USAGE)
     if threads:
         torch.set_num_threads(threads)
-    with reported_errors():
-        try:
-            context = init_distributed(device)
-        except DistributedError as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
+    context = process_group(device)
     try:
         progress = _Progress(quiet or not context.is_main)
         with reported_errors(), progress:
@@ -151,9 +160,13 @@ def pretrain_command(
                     config = get_preset(preset).replace(spiking=not conventional)
                     torch.manual_seed(seed)
                     model = BackboneClassifier(config, class_names(job))
-                    target = output if output is not None else lambda: _run_dir(context)
                     result = pretrain(
-                        model, job, target, context, workers=workers, callbacks=progress
+                        model,
+                        job,
+                        output or (lambda: shared_run_dir(DEFAULT_PROJECT, context)),
+                        context,
+                        workers=workers,
+                        callbacks=progress,
                     )
             except RunFolderError as exc:
                 raise fail(str(exc), EXIT_USAGE) from None
@@ -196,17 +209,6 @@ def _check_resume(ctx: typer.Context, output: Path | None) -> None:
         raise fail(
             f"--resume continues {output} with its saved settings; leave out {shown}", EXIT_USAGE
         )
-
-
-def _run_dir(context: DistributedContext) -> Path:
-    """A new ``runs/pretrain/runN``, created and chosen by rank 0."""
-    chosen = None
-    if context.is_main:
-        try:
-            chosen = str(make_run_dir(DEFAULT_PROJECT, "run"))
-        except OSError as exc:
-            raise fail(f"cannot create the run folder ({exc})") from None
-    return Path(broadcast_object(chosen, context))  # type: ignore[arg-type]
 
 
 class _Progress:

@@ -36,9 +36,7 @@ from spike2former.training import (
     train,
 )
 from spike2former.training.distributed import (
-    DistributedContext,
     DistributedError,
-    broadcast_object,
     shutdown,
 )
 from spike2former.training.preflight import RunSettingsError
@@ -51,20 +49,30 @@ from .download_progress import download_progress
 from .option_source import given_options, option_flags
 from .options import (
     DATASET_LAYOUTS,
+    RUN_FOLDER_HELP,
+    CheckpointIntervalOption,
+    ConventionalOption,
     DeviceOption,
+    EvalIntervalOption,
+    IterationsOption,
+    LogIntervalOption,
     OfflineOption,
     QuietOption,
+    ResumeOption,
+    SeedOption,
     ThreadsOption,
+    TrainSplitOption,
+    ValSplitOption,
+    WeightDecayOption,
+    WorkersOption,
     option,
 )
-from .run_dir import make_run_dir
+from .processes import shared_run_dir
 from .size_option import parse_size
 
 DEFAULT_PROJECT = Path("runs/train")
 # Label maps hold 8- or 16-bit class ids.
 MAX_CLASSES = 2**16 - 1
-# The data order's generators (numpy's SeedSequence, torch) take non-negative 32-bit seeds.
-MAX_SEED = 2**32 - 1
 
 # Parameters that name a run setting otherwise than the library does (``resume_settings``).
 _SETTINGS = {"data": "root", "dataset_format": "format"}
@@ -112,7 +120,7 @@ def train_command(
             show_default="the preset's, or the official one for the model and dataset",
         ),
     ] = None,
-    iters: Annotated[int | None, option("--iters", min=1)] = None,
+    iters: IterationsOption = None,
     batch_size: Annotated[
         int | None, option("--batch-size", "Per step and process.", min=1)
     ] = None,
@@ -120,7 +128,7 @@ def train_command(
         str | None, option("--crop-size", metavar="S|HxW", show_default=False)
     ] = None,
     lr: Annotated[float | None, option("--lr", min=0.0)] = None,
-    weight_decay: Annotated[float | None, option("--weight-decay", min=0.0)] = None,
+    weight_decay: WeightDecayOption = None,
     backbone_lr_mult: Annotated[float | None, option("--backbone-lr-mult", min=0.0)] = None,
     warmup_iters: Annotated[
         int | None,
@@ -131,8 +139,8 @@ def train_command(
     pipeline: Annotated[
         str | None, option("--pipeline", f"One of {', '.join(PIPELINES)}.", show_default=False)
     ] = None,
-    eval_interval: Annotated[int | None, option("--eval-interval", min=1)] = None,
-    checkpoint_interval: Annotated[int | None, option("--checkpoint-interval", min=1)] = None,
+    eval_interval: EvalIntervalOption = None,
+    checkpoint_interval: CheckpointIntervalOption = None,
     test_size: Annotated[
         int | None,
         option(
@@ -142,25 +150,25 @@ def train_command(
             show_default="the model's; 0 with the random_crop pipeline",
         ),
     ] = None,
-    train_split: Annotated[str, option("--train-split")] = "train",
-    val_split: Annotated[str, option("--val-split")] = "val",
-    conventional: Annotated[bool, option("--conventional")] = False,
+    train_split: TrainSplitOption = "train",
+    val_split: ValSplitOption = "val",
+    conventional: ConventionalOption = False,
     amp: Annotated[bool, option("--amp")] = False,
-    seed: Annotated[int, option("--seed", min=0, max=MAX_SEED)] = 0,
-    log_interval: Annotated[int, option("--log-interval", min=1)] = 50,
-    workers: Annotated[int, option("--workers", min=0)] = 2,
+    seed: SeedOption = 0,
+    log_interval: LogIntervalOption = 50,
+    workers: WorkersOption = 2,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
     out: Annotated[
         Path | None,
         option(
             "--output",
-            "The run folder (refused if it exists, unless --resume).",
+            RUN_FOLDER_HELP,
             metavar="RUN",
             show_default="runs/train/run, run2, ...",
         ),
     ] = None,
-    resume_run: Annotated[bool, option("--resume")] = False,
+    resume_run: ResumeOption = False,
     offline: OfflineOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -226,7 +234,7 @@ def train_command(
                 result = train(
                     prepared.network,
                     prepared.job,
-                    out if out is not None else lambda: _run_dir(context),
+                    out if out is not None else lambda: shared_run_dir(DEFAULT_PROJECT, context),
                     context,
                     workers=workers,
                     callbacks=callbacks,
@@ -321,17 +329,6 @@ def _check_new_run_arguments(
             f"{out} already exists; pass --resume to continue that run, or choose another --output",
             EXIT_USAGE,
         )
-
-
-def _run_dir(context: DistributedContext) -> Path:
-    """A new ``runs/train/runN``, created and chosen by rank 0."""
-    chosen = None
-    if context.is_main:
-        try:
-            chosen = str(make_run_dir(DEFAULT_PROJECT, "run"))
-        except OSError as exc:
-            raise fail(f"cannot create the run folder ({exc})") from None
-    return Path(broadcast_object(chosen, context))  # type: ignore[arg-type]
 
 
 class _Progress:
