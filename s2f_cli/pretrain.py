@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -143,8 +144,8 @@ def pretrain_command(
                     if crop_size is not None:
                         changes["crop_size"] = _square(crop_size)
                     try:
-                        recipe = PretrainRecipe().overridden(
-                            **{k: v for k, v in changes.items() if v is not None}
+                        recipe = dataclasses.replace(
+                            PretrainRecipe(), **{k: v for k, v in changes.items() if v is not None}
                         )
                     except ConfigError as exc:
                         raise fail(str(exc), EXIT_USAGE) from None

@@ -13,6 +13,7 @@ at the end) top-1 and top-5 on the validation split, each process its share, cou
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -62,11 +63,11 @@ class PretrainJob:
     preset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "recipe": self.recipe.to_dict()}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainJob:
-        return cls(**{**data, "recipe": PretrainRecipe.from_dict(data["recipe"])})
+        return cls(**{**data, "recipe": PretrainRecipe(**data["recipe"])})
 
 
 class PretrainCallbacks(Protocol):

@@ -14,10 +14,8 @@ of RandAugment (see ``augment``); no stochastic depth (the segmentation backbone
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -70,16 +68,6 @@ class PretrainRecipe:
         """The peak rate for ``total_batch`` images per step: ``lr`` where given, else the
         linear scaling rule."""
         return self.lr if self.lr is not None else self.base_lr * total_batch / 256
-
-    def overridden(self, **changes: Any) -> PretrainRecipe:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PretrainRecipe:
-        return cls(**data)
 
 
 def build_optimizer(model: nn.Module, recipe: PretrainRecipe, lr: float) -> torch.optim.AdamW:

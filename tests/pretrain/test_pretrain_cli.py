@@ -4,8 +4,6 @@ uninterrupted weights, the backbone file taken by ``s2f train --init-backbone``.
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from spike2former.training import load_backbone
 from tests.pretrain.helpers import CLASSES, pretrain_args, write_image_folder
 from tests.training.helpers import (
     assert_same_tensors,
+    kill_when,
     quick_args,
     read_tensors,
     run_cli,
@@ -64,14 +63,7 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(data: Path, tmp_
     full_run, killed_run = tmp_path / "full", tmp_path / "killed"
     full = start_cli(pretrain_args(data, full_run, ITERS))
     victim = start_cli(pretrain_args(data, killed_run, ITERS))
-    first_checkpoint = killed_run / "checkpoint" / "iter_00000002.safetensors"
-    deadline = time.monotonic() + 120
-    while not first_checkpoint.exists() and victim.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
-    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_when(victim, killed_run / "checkpoint" / "iter_00000002.safetensors")
 
     resumed = run_cli(["pretrain", "--output", str(killed_run), "--resume", "--threads", "1"])
     assert resumed.returncode == 0, resumed.stderr

@@ -4,7 +4,7 @@ batch, and their validation top-1 / top-5 equal one process's."""
 from __future__ import annotations
 
 import json
-import subprocess
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -18,9 +18,21 @@ from spike2former.pretrain.recipe import build_optimizer, build_scheduler
 from spike2former.training.data import IterationSampler
 from spike2former.training.distributed import DistributedContext
 from tests.pretrain.helpers import pretrain_args, write_image_folder
-from tests.training.helpers import REPO, assert_same_tensors, cli_env, read_tensors, torchrun
+from tests.training.helpers import (
+    assert_same_tensors,
+    ddp_gradients,
+    read_tensors,
+    run_torchrun,
+)
 
 ITERS = 3
+
+
+def _loss(
+    model: torch.nn.Module, smoothing: float, batch: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    images, labels = batch
+    return F.cross_entropy(model(images), labels, label_smoothing=smoothing)
 
 
 def _reference(start: Path, job: PretrainJob, world_size: int) -> torch.nn.Module:
@@ -37,28 +49,10 @@ def _reference(start: Path, job: PretrainJob, world_size: int) -> torch.nn.Modul
         iter(IterationSampler(len(train_set), 1, DistributedContext(rank, world_size), job.seed))
         for rank in range(world_size)
     ]
-    params = list(model.parameters())
     for _ in range(recipe.iters):
         items = [train_set[next(order)] for order in orders]
-        start_buffers = {name: b.clone() for name, b in model.named_buffers()}
-        summed = [torch.zeros_like(p) for p in params]
-        for rank, (image, label, _) in enumerate(items):
-            with torch.no_grad():
-                for name, buffer in model.named_buffers():
-                    buffer.copy_(start_buffers[name])
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(
-                model(image[None]), label[None], label_smoothing=recipe.label_smoothing
-            )
-            loss.backward()
-            summed = [s + p.grad / world_size for s, p in zip(summed, params, strict=True)]
-            if rank == 0:
-                rank0_buffers = {name: b.clone() for name, b in model.named_buffers()}
-        with torch.no_grad():
-            for name, buffer in model.named_buffers():
-                buffer.copy_(rank0_buffers[name])
-        for param, grad in zip(params, summed, strict=True):
-            param.grad = grad
+        batches = [(image[None], label[None]) for image, label, _ in items]
+        ddp_gradients(model, batches, partial(_loss, model, recipe.label_smoothing))
         optimizer.step()
         scheduler.step()
     return model
@@ -68,14 +62,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, one_thread: None) 
     data = write_image_folder(tmp_path / "data", train=2, val=3)
     run = tmp_path / "ddp"
     args = pretrain_args(data, run, ITERS, "--batch-size", "1", "--eval-interval", "3", "-q")
-    result = subprocess.run(
-        torchrun("--standalone", "--nproc_per_node", "2", "-m", "s2f_cli", *args),
-        env=cli_env(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = run_torchrun(2, args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == str(run)  # rank 0 alone prints
     saved = json.loads((run / "config.json").read_text())

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -26,6 +31,7 @@ from spike2former.training.lean import build_criterion, prepare_model, step_loss
 from spike2former.training.loop import LEAN
 from tests.helpers import small_config
 
+T = TypeVar("T")
 CLASSES = ("background", "box", "disc")
 COLOURS = ((30, 30, 30), (200, 40, 40), (40, 40, 200))
 REPO = Path(__file__).resolve().parents[2]
@@ -200,30 +206,72 @@ def ddp_reference(model_file: Path, job: TrainJob, world_size: int) -> Spike2For
             )
             / world_size
         )
-        start_buffers = {name: b.clone() for name, b in model.named_buffers()}
-        summed: list[torch.Tensor] | None = None
-        for rank, ((image, _, _), label) in enumerate(zip(items, labels, strict=True)):
-            with torch.no_grad():
-                for name, buffer in model.named_buffers():
-                    buffer.copy_(start_buffers[name])
-            optimizer.zero_grad(set_to_none=True)
-            losses = step_losses(model, criterion, image[None], label, LEAN, num_masks=num_masks)
-            torch.stack(list(losses.values())).sum().backward()
-            shares = [p.grad / world_size for p in params]
-            summed = (
-                shares if summed is None else [a + b for a, b in zip(summed, shares, strict=True)]
-            )
-            if rank == 0:
-                rank0_buffers = {name: b.clone() for name, b in model.named_buffers()}
-        with torch.no_grad():
-            for name, buffer in model.named_buffers():
-                buffer.copy_(rank0_buffers[name])
-        for param, grad in zip(params, summed, strict=True):  # type: ignore[arg-type]
-            param.grad = grad
+        batches = [(image[None], label) for (image, _, _), label in zip(items, labels, strict=True)]
+        ddp_gradients(model, batches, partial(_segmentation_loss, model, criterion, num_masks))
         torch.nn.utils.clip_grad_norm_(params, recipe.clip_grad)  # type: ignore[arg-type]
         optimizer.step()
         scheduler.step()
     return model
+
+
+def _segmentation_loss(
+    model: Spike2Former,
+    criterion: torch.nn.Module,
+    num_masks: float,
+    batch: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    losses = step_losses(model, criterion, *batch, LEAN, num_masks=num_masks)
+    return torch.stack(list(losses.values())).sum()
+
+
+def ddp_gradients(
+    model: torch.nn.Module, batches: list[T], loss_of: Callable[[T], torch.Tensor]
+) -> None:
+    """Gradients and BatchNorm statistics as ``len(batches)`` DDP processes leave them, each
+    with the loss ``loss_of(batch)`` of its own batch: every loss computed from the same
+    buffers, rank 0's updated buffers kept, the gradients averaged."""
+    world_size = len(batches)
+    params = list(model.parameters())
+    start_buffers = {name: b.clone() for name, b in model.named_buffers()}
+    summed = [torch.zeros_like(p) for p in params]
+    for rank, batch in enumerate(batches):
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(start_buffers[name])
+        for param in params:
+            param.grad = None
+        loss_of(batch).backward()
+        summed = [s + p.grad / world_size for s, p in zip(summed, params, strict=True)]
+        if rank == 0:
+            rank0_buffers = {name: b.clone() for name, b in model.named_buffers()}
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(rank0_buffers[name])
+    for param, grad in zip(params, summed, strict=True):
+        param.grad = grad
+
+
+def kill_when(process: subprocess.Popen[str], path: Path, timeout: float = 120) -> None:
+    """``kill -9`` ``process`` as soon as ``path`` exists, and check it died of it."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and process.poll() is None:
+        assert time.monotonic() < deadline, f"no {path.name} within {timeout:.0f} s"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def run_torchrun(processes: int, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc_per_node PROCESSES -m s2f_cli ARGS``, output captured."""
+    return subprocess.run(
+        torchrun("--standalone", "--nproc_per_node", str(processes), "-m", "s2f_cli", *args),
+        env=cli_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:

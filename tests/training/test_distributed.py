@@ -6,19 +6,16 @@ gradients, the averaged mask count, BatchNorm per process with rank 0's statisti
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from spike2former.training import TrainJob, evaluate
 from tests.training.helpers import (
-    REPO,
     assert_same_tensors,
-    cli_env,
     ddp_reference,
     quick_args,
     read_tensors,
+    run_torchrun,
     state_of,
-    torchrun,
     write_shapes_dataset,
     write_small_model,
 )
@@ -31,14 +28,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, one_thread: None) 
     model_file = write_small_model(tmp_path / "start.safetensors")
     run = tmp_path / "ddp"
     args = quick_args(model_file, data, run, ITERS, 1)
-    result = subprocess.run(
-        torchrun("--standalone", "--nproc_per_node", "2", "-m", "s2f_cli", *args),
-        env=cli_env(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = run_torchrun(2, args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == str(run)  # rank 0 alone prints
     saved = json.loads((run / "config.json").read_text())

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 from spike2former import load_model
 from tests.training.helpers import (
     CLASSES,
     assert_same_tensors,
+    kill_when,
     quick_args,
     read_tensors,
     run_cli,
@@ -30,14 +29,7 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tmp_path: Path) 
     # weights of its first checkpoint after the start, wherever it then is.
     full = start_cli(quick_args(model, data, full_run, iters=ITERS))
     victim = start_cli(quick_args(model, data, killed_run, iters=ITERS))
-    first_checkpoint = killed_run / "checkpoint" / "iter_00000002.safetensors"
-    deadline = time.monotonic() + 120
-    while not first_checkpoint.exists() and victim.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
-    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_when(victim, killed_run / "checkpoint" / "iter_00000002.safetensors")
     assert not (killed_run / "checkpoint" / f"iter_{ITERS:08d}.safetensors").exists()
 
     # the command that started the run, with --resume: its own settings are accepted
