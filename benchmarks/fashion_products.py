@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,8 +38,9 @@ from fashion_scenes import (  # noqa: E402 - the script beside this one
     _background,
     _tint,
     _upscale,
-    load_backgrounds,
-    load_fashion_mnist,
+    add_source_arguments,
+    load_sources,
+    timed_build,
 )
 
 from spike2former.errors import DatasetError  # noqa: E402
@@ -79,20 +79,12 @@ def build(
     fashion_mnist: Path = FASHION_MNIST_DIR,
 ) -> None:
     """Write the set to ``out`` (which must not hold anything yet)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DatasetError(f"{out} is not empty; choose a new output folder")
-    if size < 32:
-        raise DatasetError(f"--size {size} is too small; use 32 or more")
-    data = load_fashion_mnist(fashion_mnist)
-    photos, _ = load_backgrounds(backgrounds)
+    data, photos, _ = load_sources(Path(out), size, backgrounds, fashion_mnist)
     names = [name.replace("/", "-") for name in CLASSES[1:]]  # folder names; no background
     for split, count in counts.items():
         source, first, last = ITEM_SOURCES[split]
         if count > last - first:
             raise DatasetError(f"--{split} {count}: the {split} split has {last - first} items")
-        for name in names:
-            (out / split / name).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
             item = first + index
@@ -100,6 +92,7 @@ def build(
                 rng, photos[BACKGROUND_GROUPS[split]], data.images[source][item], size
             )
             folder = out / split / names[int(data.labels[source][item])]
+            folder.mkdir(parents=True, exist_ok=True)
             jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1]
             (folder / f"{index:05d}.jpg").write_bytes(jpeg.tobytes())
 
@@ -109,21 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="new folder for the set")
     parser.add_argument("--train", type=int, default=60000, help="training images")
     parser.add_argument("--val", type=int, default=2000, help="validation images")
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backgrounds", type=Path, help="as for fashion_scenes.py")
-    parser.add_argument("--fashion-mnist", type=Path, default=FASHION_MNIST_DIR)
+    add_source_arguments(parser, size=64)
     args = parser.parse_args(argv)
     counts = {"train": args.train, "val": args.val}
     if min(counts.values()) < 1:
         parser.error("image counts must be 1 or more")
-    start = time.perf_counter()
-    try:
-        build(args.out, counts, args.size, args.seed, args.backgrounds, args.fashion_mnist)
-    except DatasetError as error:
-        print(f"error: {error}", file=sys.stderr)
+    seconds = timed_build(build, args, counts)
+    if seconds is None:
         return 1
-    seconds = time.perf_counter() - start
     print(f"wrote {args.train}/{args.val} images of {args.size} px to {args.out} ({seconds:.0f} s)")
     return 0
 

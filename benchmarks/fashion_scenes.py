@@ -40,7 +40,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -405,6 +405,44 @@ object: scene, paste order, source split and index in Fashion-MNIST, class, box,
 """
 
 
+def load_sources(
+    out: Path, size: int, backgrounds: Path | None, fashion_mnist: Path
+) -> tuple[FashionMnist, dict[str, list[Photo]], str]:
+    """The objects and the background photos (and where these came from), once ``out`` is
+    known to be a new folder and ``size`` a usable side."""
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out} is not empty; choose a new output folder")
+    if size < 32:
+        raise DatasetError(f"--size {size} is too small; use 32 or more")
+    photos, photo_source = load_backgrounds(backgrounds)
+    return load_fashion_mnist(fashion_mnist), photos, photo_source
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, size: int) -> None:
+    """The options both builders take: image side, seed and where the pixels come from."""
+    parser.add_argument("--size", type=int, default=size, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--backgrounds",
+        type=Path,
+        help=f"opencv-doc examples folder (default {OPENCV_EXAMPLES_DIR}) or a folder of photos",
+    )
+    parser.add_argument("--fashion-mnist", type=Path, default=FASHION_MNIST_DIR)
+
+
+def timed_build(
+    builder: Callable[..., object], args: argparse.Namespace, counts: dict[str, int]
+) -> float | None:
+    """The seconds ``builder`` took on the parsed ``args``, or None once its error is printed."""
+    start = time.perf_counter()
+    try:
+        builder(args.out, counts, args.size, args.seed, args.backgrounds, args.fashion_mnist)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    return time.perf_counter() - start
+
+
 def build(
     out: Path,
     counts: dict[str, int],
@@ -415,12 +453,7 @@ def build(
 ) -> dict:
     """Write the dataset to ``out`` (which must not hold anything yet); returns ``meta.json``."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DatasetError(f"{out} is not empty; choose a new output folder")
-    if size < 32:
-        raise DatasetError(f"--size {size} is too small; use 32 or more")
-    data = load_fashion_mnist(fashion_mnist)
-    photos, photo_source = load_backgrounds(backgrounds)
+    data, photos, photo_source = load_sources(out, size, backgrounds, fashion_mnist)
     out.mkdir(parents=True, exist_ok=True)
     (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     (out / "palette.txt").write_text("".join(f"{r} {g} {b}\n" for r, g, b in PALETTE))
@@ -506,25 +539,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=2000, help="training scenes")
     parser.add_argument("--val", type=int, default=200, help="validation scenes")
     parser.add_argument("--test", type=int, default=200, help="test scenes")
-    parser.add_argument("--size", type=int, default=256, help="scene side in pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--backgrounds",
-        type=Path,
-        help=f"opencv-doc examples folder (default {OPENCV_EXAMPLES_DIR}) or a folder of photos",
-    )
-    parser.add_argument("--fashion-mnist", type=Path, default=FASHION_MNIST_DIR)
+    add_source_arguments(parser, size=256)
     args = parser.parse_args(argv)
     counts = {"train": args.train, "val": args.val, "test": args.test}
     if min(counts.values()) < 0:
         parser.error("scene counts must be 0 or more")
-    start = time.perf_counter()
-    try:
-        build(args.out, counts, args.size, args.seed, args.backgrounds, args.fashion_mnist)
-    except DatasetError as error:
-        print(f"error: {error}", file=sys.stderr)
+    seconds = timed_build(build, args, counts)
+    if seconds is None:
         return 1
-    seconds = time.perf_counter() - start
     total = sum(counts.values())
     print(
         f"wrote {args.train}/{args.val}/{args.test} scenes of {args.size} px to {args.out} in "
