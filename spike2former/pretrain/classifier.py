@@ -1,8 +1,8 @@
 """A spiking backbone with a classification head: what ImageNet pretraining trains.
 
 The head is the SDT repositories' one: the last feature map ``[T*B, C, h, w]`` (the real-valued
-residual stream) averaged over the pixels, spiked, a linear layer, then the mean over the T time
-steps. Its weights are ``head.weight`` and ``head.bias``, and the backbone's keep their names
+residual stream) averaged over the pixels, spiked into integer counts 0..D (SDT-V3's head neuron
+does not normalise them), a linear layer, then the mean over the T time steps. Its weights are ``head.weight`` and ``head.bias``, and the backbone's keep their names
 without a prefix, so ``backbone_state`` has the key layout of the official ImageNet checkpoints
 that ``s2f train --init-backbone`` loads (which drops the head).
 """
@@ -33,7 +33,8 @@ class BackboneClassifier(nn.Module):
         self.class_names = tuple(class_names)
         num_classes = len(self.class_names)
         self.backbone = SpikingMetaFormer(config.backbone)
-        self.head_spike = SpikingNeuron(config.backbone.levels)
+        levels = config.backbone.levels
+        self.head_spike = SpikingNeuron(levels, scale=levels)  # integer counts, not k / D
         self.head = nn.Linear(config.backbone.out_channels[-1], num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
