@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from spike2former.errors import S2FError
+from spike2former.training.distributed import group_failure
 
 # No emoji codes: a path such as ``a:smile:.jpg`` must print as it is.
 stdout = Console(soft_wrap=True, emoji=False)
@@ -32,13 +33,19 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn library errors into one-line messages and exit code 1; Ctrl-C into exit code 130."""
+    """Turn library errors, and a process group's failure (a peer died), into one-line messages
+    and exit code 1; Ctrl-C into exit code 130."""
     try:
         yield
     except S2FError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+    except RuntimeError as exc:
+        lost = group_failure(exc)
+        if lost is None:
+            raise
+        raise fail(str(lost)) from None
 
 
 @contextmanager

@@ -56,27 +56,33 @@ def parse_shard(text: str) -> Shard:
 
 def shard_from_environment(environ: Mapping[str, str] = os.environ) -> Shard | None:
     """The share ``RANK``/``WORLD_SIZE`` describe (as torchrun and most schedulers set them),
-    or ``None`` when they are not set."""
+    or ``None`` when they are not set. Values that are not numbers, or out of range, raise
+    ``ShardError`` naming the variable."""
     if "RANK" not in environ and "WORLD_SIZE" not in environ:
         return None
-    values = {}
-    for name, default in (("RANK", None), ("WORLD_SIZE", None), ("LOCAL_RANK", "0")):
-        raw = environ.get(name, default)
-        if raw is None:
-            raise ShardError("RANK and WORLD_SIZE must be set together")
-        try:
-            values[name] = int(raw)
-        except ValueError:
-            raise ShardError(f"{name}={raw!r} in the environment is not a number") from None
-    rank, world = values["RANK"], values["WORLD_SIZE"]
+    if "RANK" not in environ or "WORLD_SIZE" not in environ:
+        raise ShardError("RANK and WORLD_SIZE must be set together")
+    rank, world = _number(environ, "RANK"), _number(environ, "WORLD_SIZE")
     if world < 1 or not 0 <= rank < world:
         raise ShardError(f"RANK={rank} and WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
-    local_rank = values["LOCAL_RANK"]
-    try:
-        local_count = int(environ.get("LOCAL_WORLD_SIZE", str(local_rank + 1)))
-    except ValueError:
-        local_count = local_rank + 1
+    local_rank = _number(environ, "LOCAL_RANK", 0)
+    if local_rank < 0:
+        raise ShardError(f"LOCAL_RANK={local_rank}: need LOCAL_RANK >= 0")
+    local_count = _number(environ, "LOCAL_WORLD_SIZE", local_rank + 1)
+    if local_count < 1:
+        raise ShardError(f"LOCAL_WORLD_SIZE={local_count}: need LOCAL_WORLD_SIZE >= 1")
     return Shard(rank, world, local_rank, max(local_count, local_rank + 1))
+
+
+def _number(environ: Mapping[str, str], name: str, default: int | None = None) -> int:
+    raw = environ.get(name)
+    if raw is None and default is not None:
+        return default
+    try:
+        return int(raw or "")
+    except ValueError:
+        shown = raw if raw is None or len(raw) <= 40 else raw[:40] + "..."
+        raise ShardError(f"{name}={shown!r} in the environment is not a number") from None
 
 
 def resolve_shard(option: str | None, environ: Mapping[str, str] = os.environ) -> Shard:

@@ -13,6 +13,9 @@ forward, so rank 0's statistics are the ones saved.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -22,10 +25,31 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import S2FError
 from ..inference.devices import resolve_device
+from ..inference.sharding import shard_from_environment
 
 
 class DistributedError(S2FError):
-    """The process group cannot be set up as the environment describes."""
+    """The process group cannot be set up as the environment describes (a usage error)."""
+
+
+class ProcessGroupError(S2FError):
+    """The process group failed: it could not be joined, or another process of it died or can
+    no longer be reached, so this one cannot finish its part."""
+
+
+# What the backends say when a peer's connection breaks: gloo's TCP transport, the TCP store,
+# NCCL's watchdog.
+_LOST_PEER = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "Connection refused",
+    "Socket closed",
+    "remote process exited",
+    "communicator was aborted",
+)
+# A backend's source location at the start of its messages: ``[/path/pair.cc:537] ``.
+_SOURCE_LOCATION = re.compile(r"\[[^\]\s]+\.(?:cc|cpp|h|hpp):\d+\]\s*")
 
 
 @dataclass(frozen=True)
@@ -47,30 +71,57 @@ class DistributedContext:
         return self.rank == 0
 
 
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def init_distributed(device: str = "auto") -> DistributedContext:
     """Join the process group torchrun describes (if any) and choose this process's device.
 
     ``device``: any name ``inference.devices.resolve_device`` takes (``auto``: CUDA, then MPS,
     then CPU). Under torchrun each process takes GPU ``LOCAL_RANK`` (so ``cuda:N`` and ``mps``,
     which name one device for all processes, are refused there). Backend: NCCL for CUDA, gloo
-    for CPU.
+    for CPU. Bad settings (of ``device`` or the launcher's variables) raise
+    ``DistributedError``; a group that cannot be joined raises ``ProcessGroupError``.
     """
     try:
         single = resolve_device(device)
+        launch = shard_from_environment()
     except S2FError as exc:
         raise DistributedError(str(exc)) from None
-    use_cuda = single.type == "cuda"
-    if not launched_by_torchrun():
+    if launch is None or launch.count == 1:
         return DistributedContext(device=single)
+    use_cuda = single.type == "cuda"
     if single.type == "mps" or single.index is not None:
         raise DistributedError(
             f"device {device!r} names one device for every process; under torchrun use cuda "
             "(each process takes GPU LOCAL_RANK) or cpu"
         )
+    _check_master()
+    if use_cuda:
+        if launch.local_rank >= torch.cuda.device_count():
+            raise DistributedError(
+                f"LOCAL_RANK {launch.local_rank} but only {torch.cuda.device_count()} GPU(s) "
+                "here; start at most one process per GPU"
+            )
+        torch.cuda.set_device(launch.local_rank)
+        chosen = torch.device("cuda", launch.local_rank)
+    else:
+        chosen = torch.device("cpu")
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(
+                backend="nccl" if use_cuda else "gloo",
+                device_id=chosen if use_cuda else None,
+            )
+        except (RuntimeError, ValueError) as exc:
+            where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+            raise ProcessGroupError(
+                f"cannot join the process group at {where} as rank {launch.index} of "
+                f"{launch.count}: {_one_line(exc)}"
+            ) from None
+    return DistributedContext(launch.index, launch.count, launch.local_rank, chosen)
+
+
+def _check_master() -> None:
+    """``MASTER_ADDR`` and ``MASTER_PORT`` are set, the port a number, before anything waits on
+    them."""
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     if missing:
         raise DistributedError(
@@ -78,25 +129,32 @@ def init_distributed(device: str = "auto") -> DistributedContext:
             "cannot join one process group to combine their results; launch with torchrun "
             "(or srun with MASTER_ADDR and MASTER_PORT exported)"
         )
-    rank = int(os.environ["RANK"])
-    world_size = int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise DistributedError(
-                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
-                "start at most one process per GPU"
-            )
-        torch.cuda.set_device(local_rank)
-        chosen = torch.device("cuda", local_rank)
-    else:
-        chosen = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
-            device_id=chosen if use_cuda else None,
-        )
-    return DistributedContext(rank, world_size, local_rank, chosen)
+    port = os.environ["MASTER_PORT"]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise DistributedError(f"MASTER_PORT={port[:40]!r} in the environment is not a TCP port")
+
+
+def group_failure(error: BaseException) -> ProcessGroupError | None:
+    """``error`` as a one-line ``ProcessGroupError`` when a collective raised it because another
+    process of the group died or its connection broke (a ``torch.distributed`` error, or the
+    backend's ``RuntimeError`` out of DDP's backward pass); ``None`` for any other error."""
+    if not isinstance(error, RuntimeError) or not (dist.is_available() and dist.is_initialized()):
+        return None
+    text = str(error)
+    marker = next((m for m in _LOST_PEER if m.lower() in text.lower()), None)
+    if marker is None and not isinstance(error, dist.DistError):
+        return None
+    return ProcessGroupError(
+        "another process of the group died or can no longer be reached, so this one stops "
+        f"too ({marker or _one_line(error)})"
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    """The first sentence of a backend's message, without its source location."""
+    text = _SOURCE_LOCATION.sub("", str(error)).strip()
+    first = " ".join(text.splitlines()[0].split()) if text else ""
+    return first.split(". ")[0][:200] or type(error).__name__
 
 
 def shutdown(context: DistributedContext) -> None:
@@ -128,6 +186,24 @@ def all_reduce_mean(values: list[float], context: DistributedContext) -> list[fl
     tensor = torch.tensor(values, dtype=torch.float64)
     all_reduce_sum_(tensor, context)
     return (tensor / context.world_size).tolist()
+
+
+@contextmanager
+def refused_together(context: DistributedContext) -> Iterator[None]:
+    """Checks before a job that stop every process when any refuses: the ``S2FError`` of the
+    block is raised where it happened and a ``DistributedError`` in the processes whose block
+    passed. Every process of the group must enter it."""
+    error: S2FError | None = None
+    try:
+        yield
+    except S2FError as exc:
+        error = exc
+    if context.distributed:
+        refused = all_reduce_mean([float(error is not None)], context)[0] > 0
+        if refused and error is None:
+            error = DistributedError("another process refused to start; see its message")
+    if error is not None:
+        raise error
 
 
 def barrier(context: DistributedContext) -> None:

@@ -53,6 +53,28 @@ def test_parse_and_environment() -> None:
         resolve_shard("0/2", env)
 
 
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"RANK": "abc", "WORLD_SIZE": "2"}, "RANK='abc' in the environment is not a number"),
+        ({"RANK": "0", "WORLD_SIZE": ""}, "WORLD_SIZE='' in the environment is not a number"),
+        ({"RANK": "0", "WORLD_SIZE": "9" * 5000}, "WORLD_SIZE='9999999999"),
+        ({"RANK": "2", "WORLD_SIZE": "2"}, "need 0 <= RANK < WORLD_SIZE"),
+        ({"RANK": "-1", "WORLD_SIZE": "2"}, "need 0 <= RANK < WORLD_SIZE"),
+        ({"WORLD_SIZE": "2"}, "RANK and WORLD_SIZE must be set together"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "one"}, "LOCAL_RANK='one'"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "need LOCAL_RANK >= 0"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "x"}, "LOCAL_WORLD_SIZE='x'"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "0"}, "need LOCAL_WORLD_SIZE >= 1"),
+    ],
+)
+def test_bad_environment_is_named(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ShardError) as raised:
+        shard_from_environment(env)
+    message = str(raised.value)
+    assert fragment in message and "\n" not in message and len(message) < 120
+
+
 def test_device_and_threads_per_local_process() -> None:
     two_local = Shard(3, 4, 1, 2)
     assert shard_device("auto", two_local, cuda_devices=2) == "cuda:1"
