@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-import torch
 from rich.markup import escape
 from rich.table import Table
 
-from spike2former.atomic import write_atomically
-from spike2former.datasets import DatasetError
+from spike2former.atomic import temporary_name, write_atomically
+from spike2former.datasets import DatasetError, SegmentationDataset
+from spike2former.errors import OutputError
+from spike2former.inference.memory import DEFAULT_MAX_MEMORY, MemoryLimitError
 from spike2former.metrics import SegmentationScores
 from spike2former.model_file import load_model
-from spike2former.training import DataSpec, evaluate, init_distributed
-from spike2former.training.distributed import DistributedError, shutdown
-from spike2former.training.evaluate import default_stride
+from spike2former.modeling.spike2former import Spike2Former
+from spike2former.training import DataSpec, evaluate
+from spike2former.training.distributed import (
+    DistributedContext,
+    DistributedError,
+    refused_together,
+    shutdown,
+)
+from spike2former.training.evaluate import check_memory, default_stride
 from spike2former.weights import DEFAULT_MODEL
 
+from .api_options import described
 from .console import EXIT_USAGE, fail, progress_bar, reported_errors, stderr, stdout
 from .model_option import model_path
 from .options import (
@@ -29,13 +40,16 @@ from .options import (
     DatasetFormatOption,
     DeviceOption,
     ImgszOption,
+    MaxMemoryOption,
     ModelOption,
     OfflineOption,
     QuietOption,
     ThreadsOption,
     option,
 )
+from .processes import process_group
 from .size_option import parse_size
+from .threads_option import use_threads
 
 
 def evaluate_command(
@@ -53,12 +67,14 @@ def evaluate_command(
     imgsz: ImgszOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
+    max_memory: MaxMemoryOption = DEFAULT_MAX_MEMORY / 2**30,
     json_output: Annotated[bool, option("--json", "The scores.")] = False,
     output: Annotated[
         Path | None,
         option(
             "--output",
-            "A folder for each image's predicted label map, as NAME.png.",
+            "A folder for each image's predicted label map, as NAME.png (written once every "
+            "image is scored).",
             metavar="DIR",
             show_default=False,
         ),
@@ -71,16 +87,15 @@ def evaluate_command(
         raise fail("--window and --stride apply to --mode slide", EXIT_USAGE)
     window_size = parse_size(window, "--window") if window else None
     step = parse_size(stride, "--stride") if stride else None
+    if split in ("", ".", "..") or Path(split).name != split:
+        raise fail(f"--split takes the name of a split (val, test, ...), not {split!r}", EXIT_USAGE)
     if not data.is_dir():
         raise fail(f"--data {data}: no such directory", EXIT_USAGE)
-    if threads:
-        torch.set_num_threads(threads)
+    if output is not None:
+        _check_folder(output)
+    use_threads(threads)
 
-    with reported_errors():
-        try:
-            context = init_distributed(device)
-        except DistributedError as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
+    context = process_group(device)
     try:
         with reported_errors():
             network = load_model(model_path(model, offline), context.device)
@@ -101,25 +116,35 @@ def evaluate_command(
                         EXIT_USAGE,
                     )
                 window_size = (size, size)
-            if mode == "slide" and step is None:
-                step = default_stride(window_size)  # type: ignore[arg-type]
-            save = _prediction_writer(output) if output else None
+            if mode == "slide":
+                step = _checked_stride(step, window_size)  # type: ignore[arg-type]
+            if output is not None:
+                _refuse_overwriting_inputs(dataset, output)
+            limit = max_memory * 2**30 or None
+            _check_memory(network, dataset, context, size, mode, window_size, limit)
+            predictions = _Predictions(output) if output is not None else None
             live = not quiet and context.is_main and stderr.is_terminal
             progress = progress_bar(live)
             shard = len(range(context.rank, len(dataset), context.world_size))
-            with progress:
-                task = progress.add_task("evaluating", total=shard)
-                scores = evaluate(
-                    network,
-                    dataset,
-                    context=context,
-                    test_size=size,
-                    mode=mode,  # type: ignore[arg-type]
-                    crop_size=window_size,
-                    stride=step,
-                    on_prediction=save,
-                    on_image=lambda: progress.advance(task),
-                )
+            try:
+                with progress:
+                    task = progress.add_task("evaluating", total=shard)
+                    scores = evaluate(
+                        network,
+                        dataset,
+                        context=context,
+                        test_size=size,
+                        mode=mode,  # type: ignore[arg-type]
+                        crop_size=window_size,
+                        stride=step,
+                        on_prediction=predictions.write if predictions else None,
+                        on_image=lambda: progress.advance(task),
+                    )
+                if predictions is not None:
+                    predictions.finish()
+            finally:
+                if predictions is not None:
+                    predictions.discard()
     finally:
         shutdown(context)
     if not context.is_main:
@@ -136,6 +161,114 @@ def evaluate_command(
             f"{len(dataset)} images of {escape(str(data))} ({split}), {mode} inference{detail}",
             highlight=False,
         )
+
+
+def _checked_stride(stride: tuple[int, int] | None, window: tuple[int, int]) -> tuple[int, int]:
+    """``--stride``, or two thirds of the window; a step longer than the window would leave
+    pixels between windows unscored."""
+    if stride is None:
+        return default_stride(window)
+    if stride[0] > window[0] or stride[1] > window[1]:
+        raise fail(
+            f"--stride {stride[0]}x{stride[1]} is longer than the window {window[0]}x{window[1]}: "
+            "the pixels between windows would not be scored; give at most the window",
+            EXIT_USAGE,
+        )
+    return stride
+
+
+def _check_memory(
+    network: Spike2Former,
+    dataset: SegmentationDataset,
+    context: DistributedContext,
+    size: int,
+    mode: str,
+    window: tuple[int, int] | None,
+    max_memory: float | None,
+) -> None:
+    """Refuse, before any image is scored, a dataset with an image too large for the memory
+    (every process stops when one refuses)."""
+    try:
+        with refused_together(context):
+            check_memory(
+                network,
+                dataset,
+                context=context,
+                test_size=size,
+                mode=mode,  # type: ignore[arg-type]
+                crop_size=window,
+                max_memory=max_memory,
+            )
+    except MemoryLimitError as exc:
+        smaller = "--imgsz or --window" if mode == "slide" else "--imgsz"
+        advice = f"; evaluate at a smaller {smaller}"
+        if exc.capped_by_user:
+            advice += ", or raise --max-memory"
+        raise fail(f"{described(exc, {'crop_size': '--window'})}{advice}", EXIT_USAGE) from None
+    except DistributedError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse, before anything is loaded, an output folder that cannot be made or written."""
+    if folder.exists() and not folder.is_dir():
+        raise fail(f"{folder}: is a file; -o names a folder for the label maps", EXIT_USAGE)
+    existing = next(parent for parent in [folder, *folder.absolute().parents] if parent.exists())
+    if not existing.is_dir():
+        raise fail(f"{existing}: a file where {folder} needs a folder", EXIT_USAGE)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise fail(f"{folder}: cannot write there (no permission to write in {existing})")
+
+
+def _refuse_overwriting_inputs(dataset: SegmentationDataset, folder: Path) -> None:
+    inputs = {path.resolve() for sample in dataset.files for path in (sample.image, sample.label)}
+    for sample in dataset.files:
+        if (folder / f"{sample.name}.png").resolve() in inputs:
+            raise fail(
+                f"{folder}: writing the label maps here would overwrite the dataset's "
+                f"{sample.name}.png; choose another -o",
+                EXIT_USAGE,
+            )
+
+
+class _Predictions:
+    """The predicted label maps, written into a hidden folder beside ``target`` while the images
+    are scored and moved into ``target`` once all are: a run that fails or is interrupted leaves
+    none of them."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        existing = next(p for p in [target, *target.absolute().parents] if p.is_dir())
+        where = {**temporary_name(target), "dir": str(existing)}
+        try:
+            self.staging: Path | None = Path(tempfile.mkdtemp(**where))
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot write the label maps ({exc})") from None
+
+    def write(self, name: str, labels: np.ndarray) -> None:
+        ok, encoded = cv2.imencode(".png", labels)
+        if not ok:
+            raise DatasetError(f"cannot encode the prediction of {name} as PNG")
+        data = encoded.tobytes()
+        assert self.staging is not None
+        write_atomically(self.staging / f"{name}.png", lambda tmp: Path(tmp).write_bytes(data))
+
+    def finish(self) -> None:
+        """Move every label map into ``target`` (replacing files of the same names)."""
+        assert self.staging is not None
+        try:
+            for path in sorted(self.staging.rglob("*.png")):
+                destination = self.target / path.relative_to(self.staging)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, destination)
+        except OSError as exc:
+            raise OutputError(f"{self.target}: cannot write the label maps ({exc})") from None
+
+    def discard(self) -> None:
+        """Remove the hidden folder and whatever is left in it."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
 
 
 def scores_as_json(scores: SegmentationScores) -> dict[str, object]:
@@ -156,17 +289,6 @@ def scores_as_json(scores: SegmentationScores) -> dict[str, object]:
 
 def _number(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 4)
-
-
-def _prediction_writer(folder: Path):  # noqa: ANN202 - a closure
-    def write(name: str, labels: np.ndarray) -> None:
-        ok, encoded = cv2.imencode(".png", labels)
-        if not ok:
-            raise DatasetError(f"cannot encode the prediction of {name} as PNG")
-        data = encoded.tobytes()
-        write_atomically(folder / f"{name}.png", lambda tmp: Path(tmp).write_bytes(data))
-
-    return write
 
 
 def _table(scores: SegmentationScores) -> Table:

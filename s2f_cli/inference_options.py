@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import cv2
-import torch
 
 from spike2former.errors import S2FError
 from spike2former.inference.devices import PRECISIONS, resolve_device
@@ -15,6 +14,7 @@ from spike2former.modeling.spike2former import Spike2Former
 
 from .console import EXIT_USAGE, fail, reported_errors
 from .model_option import model_path
+from .threads_option import use_threads
 
 
 def silence_opencv() -> None:
@@ -36,8 +36,7 @@ def load_for_inference(
         raise fail(str(exc), EXIT_USAGE) from None
     if precision not in PRECISIONS:
         raise fail(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}", EXIT_USAGE)
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     path = model_path(spec, offline)
     with reported_errors():
         return load_model(path)

@@ -39,7 +39,12 @@ DEFAULT_MAX_MEMORY = 8 * 2**30
 
 
 class MemoryLimitError(S2FError):
-    """An input would need more memory than there is; nothing was allocated for it."""
+    """An input would need more memory than there is; nothing was allocated for it.
+    ``capped_by_user``: the caller's ``max_memory``, not the machine, is what it exceeds."""
+
+    def __init__(self, template: str = "", capped_by_user: bool = False, **fields: object) -> None:
+        super().__init__(template, **fields)
+        self.capped_by_user = capped_by_user
 
 
 def gib(nbytes: float) -> str:

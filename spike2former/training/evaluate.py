@@ -15,11 +15,15 @@ size). The official Spike2Former configs evaluate whole images.
 
 Under data parallelism each process takes every ``world_size``-th image and the areas are summed
 with ``all_reduce``; every process returns the same scores.
+
+``check_memory`` refuses, from the images' headers, a dataset with an image too large to evaluate
+in the memory there is (``inference.memory``), before anything is run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -28,8 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..datasets import SegmentationDataset
+from ..inference.memory import DEFAULT_MAX_MEMORY
+from ..inference.pass_memory import PassMemory, reference_bound
 from ..inference.predictor import label_dtype, scores_to_labels
-from ..inference.preprocess import normalize, resize_image
+from ..inference.preprocess import network_input_size, normalize, resize_image
 from ..metrics import IoUMetric, SegmentationScores
 from ..modeling.spike2former import combine_masks
 from .distributed import DistributedContext, all_reduce_sum_
@@ -40,8 +46,9 @@ PredictionCallback = Callable[[str, np.ndarray], None]
 
 
 def default_stride(crop_size: tuple[int, int]) -> tuple[int, int]:
-    """Two thirds of the window, rounded down: 341 for 512 (mmseg's ADE20K slide setting)."""
-    return (crop_size[0] * 2 // 3, crop_size[1] * 2 // 3)
+    """Two thirds of the window, rounded down (at least 1): 341 for 512 (mmseg's ADE20K slide
+    setting)."""
+    return (max(1, crop_size[0] * 2 // 3), max(1, crop_size[1] * 2 // 3))
 
 
 def whole_scores(model: nn.Module, images: Tensor) -> Tensor:
@@ -107,9 +114,7 @@ def evaluate(
     names = config.class_names or _padded_names(dataset.class_names, num_classes)
     metric = IoUMetric(num_classes, dataset.ignore_index, names)
     dtype = next(model.parameters()).dtype
-    was_training = model.training
-    model.eval()
-    try:
+    with _evaluation_mode(model):
         for index in range(context.rank, len(dataset), context.world_size):
             image, label, name = dataset[index]
             batch = normalize(resize_image(image, size), dtype)[None].to(context.device)
@@ -123,10 +128,72 @@ def evaluate(
                 on_prediction(name, prediction.numpy().astype(label_dtype(num_classes)))
             if on_image is not None:
                 on_image()
-    finally:
-        model.train(was_training)
     all_reduce_sum_(metric.areas, context)
     return metric.compute()
+
+
+def check_memory(
+    model: nn.Module,
+    dataset: SegmentationDataset,
+    *,
+    context: DistributedContext | None = None,
+    test_size: int | None = None,
+    mode: Mode = "whole",
+    crop_size: tuple[int, int] | None = None,
+    max_memory: float | None = DEFAULT_MAX_MEMORY,
+) -> None:
+    """Raise ``MemoryLimitError`` when an image of this process's share of ``dataset``, evaluated
+    as ``evaluate`` would with these arguments, needs more memory than ``max_memory`` (bytes of
+    host memory; ``None``: what is free) and the machine allow; ``DatasetError`` for an image
+    whose header cannot be read or disagrees with its label map's. Only headers are read; the
+    network runs once, on a small input, when the coarse bound does not fit."""
+    context = context or DistributedContext(device=next(model.parameters()).device)
+    config = model.config
+    size = config.test_size if test_size is None else test_size
+    window = crop_size or (size, size)
+    dtype = next(model.parameters()).dtype
+    memory = PassMemory(
+        lambda batch: whole_scores(model, batch),
+        dtype,
+        context.device,
+        max_memory,
+        reference_bound(config, dtype),
+    )
+    # sum, window, its padded copy and the quotient: [K, H, W] each, and the count [1, H, W]
+    held_per_pixel = (3 * config.head.num_classes + 1) * dtype.itemsize
+    sizes: dict[tuple[int, int], int] = {}
+    for index in range(context.rank, len(dataset), context.world_size):
+        sizes.setdefault(dataset.check_sizes(index), index)
+    with _evaluation_mode(model):
+        for (height, width), index in sizes.items():
+            net_h, net_w = network_input_size(height, width, size)
+            what = f"image {dataset.files[index].image} ({height}x{width}) at {{test_size}}"
+            network, held = (net_h, net_w), 0.0
+            if mode == "slide":
+                what += f" ({net_h}x{net_w}, in windows of {{crop_size}})"
+                network = (min(window[0], net_h), min(window[1], net_w))
+                held = held_per_pixel * net_h * net_w
+            else:
+                what += f" ({net_h}x{net_w} into the network)"
+            memory.check(
+                what,
+                network,
+                max(height * width, net_h * net_w),
+                held,
+                test_size=size,
+                crop_size=window,
+            )
+
+
+@contextmanager
+def _evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in evaluation mode, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _padded_names(names: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
