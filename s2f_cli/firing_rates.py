@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spike2former.atomic import write_atomically
+from spike2former.atomic import write_together
 from spike2former.firing.energy import EnergyReport
 from spike2former.firing.monitor import LayerFiring, by_part, pooled
 from spike2former.firing.plot import firing_rate_chart
 from spike2former.firing.records import ImageRecord
 from spike2former.firing.run import FiringRun
+from spike2former.inference.memory import DEFAULT_MAX_MEMORY, MemoryLimitError
 from spike2former.inference.sharding import Shard, ShardError, shard_from_environment, shard_threads
 from spike2former.inference.sources import (
     ImageReadError,
@@ -36,11 +38,11 @@ from spike2former.inference.sources import (
     expand_sources,
     read_image,
 )
-from spike2former.training import init_distributed
-from spike2former.training.distributed import DistributedContext, DistributedError, shutdown
+from spike2former.training.distributed import DistributedContext, shutdown
 from spike2former.weights import DEFAULT_MODEL
 
 from . import options
+from .api_options import described
 from .console import (
     EXIT_PARTIAL,
     EXIT_USAGE,
@@ -52,6 +54,7 @@ from .console import (
 )
 from .inference_options import load_for_inference, silence_opencv
 from .options import option
+from .processes import process_group
 
 _TOP_MODULES = 10
 # Tables written to a file or a pipe are as wide as their longest layer name needs.
@@ -85,6 +88,8 @@ def firing_rates(
         option("--output", "A file for the report, instead of stdout.", metavar="FILE"),
     ] = None,
     plot: Annotated[Path | None, option("--plot", metavar="FILE.png")] = None,
+    force: options.ForceOption = False,
+    max_memory: options.MaxMemoryOption = DEFAULT_MAX_MEMORY / 2**30,
     energy: Annotated[bool, option("--energy")] = False,
     stages: Annotated[Literal["all", "last"], option("--stages")] = "all",
     quiet: options.QuietOption = False,
@@ -99,9 +104,13 @@ def firing_rates(
         raise fail(f"{plot}: the plot is a PNG; use a .png name", EXIT_USAGE)
     launch = _launch()
     items = _expand(sources or [], recursive)
-    _refuse_overwriting_inputs(items, [p for p in (output, plot) if p is not None])
+    targets = {"-o": output, "--plot": plot}
+    _refuse_overwriting_inputs(items, [p for p in targets.values() if p is not None])
     if output is not None and plot is not None and output.resolve() == plot.resolve():
         raise fail("-o and --plot name the same file", EXIT_USAGE)
+    for flag, target in targets.items():
+        if target is not None:
+            _check_target(target, flag, force)
     mine, limit = _share(items, limit, launch)
     context = _join(device, launch)
     try:
@@ -109,10 +118,12 @@ def firing_rates(
             device, threads = str(context.device), shard_threads(threads, launch)
         # the other processes print only the errors of their own inputs
         quiet = quiet or not context.is_main
-        run = _start(model, offline, device, precision, threads, imgsz, stages, energy, quiet)
+        settings = (device, precision, threads, imgsz, stages, energy, max_memory)
+        run = _start(model, offline, *settings, quiet)
         if _measure(run, mine, limit, quiet):
             raise fail("interrupted; nothing was written", 130)
-        run.gather(context)
+        with reported_errors():
+            run.gather(context)
     finally:
         shutdown(context)
     if not context.is_main:
@@ -161,13 +172,7 @@ def _share(
 
 def _join(device: str, launch: Shard | None) -> DistributedContext:
     """The process group the launcher describes (one process when none)."""
-    if launch is None:
-        return DistributedContext()
-    with reported_errors():
-        try:
-            return init_distributed(device)
-        except DistributedError as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
+    return DistributedContext() if launch is None else process_group(device)
 
 
 def _start(
@@ -179,9 +184,11 @@ def _start(
     imgsz: int | None,
     stages: str,
     energy: bool,
+    max_memory: float,
     quiet: bool,
 ) -> FiringRun:
-    """Load the model into a ``FiringRun`` and print its warnings."""
+    """Load the model into a ``FiringRun`` (refused when even an image of ``--imgsz`` square
+    would not fit in memory) and print its warnings."""
     network = load_for_inference(model, offline, device, precision, threads)
     with reported_errors():
         run = FiringRun(
@@ -191,7 +198,14 @@ def _start(
             imgsz=imgsz,
             all_stages=stages == "all",
             energy=energy,
+            max_memory=max_memory * 2**30 or None,
         )
+        if run.imgsz > 0:
+            try:  # the smallest image that size makes: a square
+                run.check_fits(run.imgsz, run.imgsz)
+            except MemoryLimitError as exc:
+                message = f"--imgsz {run.imgsz} does not fit: {_too_large(exc)}"
+                raise fail(message, EXIT_USAGE) from None
     if run.precision_note and not quiet:
         stderr.print(f"[yellow]warning:[/] {run.precision_note}", highlight=False)
     if not network.config.spiking and not quiet:
@@ -211,6 +225,27 @@ def _expand(arguments: list[str], recursive: bool) -> list[Source]:
     if not items:
         raise fail("nothing to measure: give images, folders, videos or -", EXIT_USAGE)
     return items
+
+
+def _too_large(exc: MemoryLimitError) -> str:
+    """What does not fit, and the options that would make it."""
+    advice = "give a smaller --imgsz" + (", or raise --max-memory" if exc.capped_by_user else "")
+    return f"{described(exc)}; {advice}"
+
+
+def _check_target(path: Path, flag: str, force: bool) -> None:
+    """Refuse, before anything is measured, a file that cannot or must not be written."""
+    if path.is_dir():
+        raise fail(f"{path}: is a folder; {flag} names a file to write", EXIT_USAGE)
+    if path.exists() and not path.is_file():
+        raise fail(f"{path}: not a regular file; {flag} names a file to write", EXIT_USAGE)
+    if path.exists() and not force:
+        raise fail(f"{path}: exists; pass --force to replace it", EXIT_USAGE)
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        raise fail(f"{existing}: a file where {path} needs a folder", EXIT_USAGE)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise fail(f"{path}: cannot write the file (no permission to write in {existing})")
 
 
 def _refuse_overwriting_inputs(items: list[Source], targets: list[Path]) -> None:
@@ -264,17 +299,28 @@ def _measure(
             for count, (position, label, image, error) in enumerate(_images(items)):
                 if limit is not None and count >= limit:
                     break
-                if image is None:
+                record = None
+                if image is not None:
+                    record, error = _measure_one(run, image, label, position)
+                if record is None:
                     run.fail(label, error or "unreadable", position)
                     stderr.print(f"[bold red]error:[/] {escape(error or label)}", highlight=False)
-                else:
-                    record = run.measure(image, label, position)
-                    if not quiet and not live:
-                        stderr.print(_one_line(record), highlight=False, markup=False)
+                elif not quiet and not live:
+                    stderr.print(_one_line(record), highlight=False, markup=False)
                 progress.advance(task)
         except KeyboardInterrupt:
             return True
     return False
+
+
+def _measure_one(
+    run: FiringRun, image: np.ndarray, label: str, position: int
+) -> tuple[ImageRecord | None, str | None]:
+    """The image's record, or the line saying why it was not measured (too large)."""
+    try:
+        return run.measure(image, label, position), None
+    except MemoryLimitError as exc:
+        return None, f"{label}: {_too_large(exc)}"
 
 
 def _one_line(record: ImageRecord) -> str:
@@ -293,12 +339,15 @@ def _one_line(record: ImageRecord) -> str:
 def _write_outputs(
     run: FiringRun, model: str, output_format: str, output: Path | None, plot: Path | None
 ) -> None:
+    """The report (to ``output`` or stdout) and the plot; the files appear together or not at
+    all, and stdout gets the report only once they are written."""
     if output_format == "json":
         text = json.dumps(run.to_dict(model), indent=2) + "\n"
     elif output_format == "csv":
         text = run.csv_text()
     else:
         text = None
+    files: list[tuple[Path, bytes]] = []
     if output is not None:
         if text is None:
             buffer = io.StringIO()
@@ -306,15 +355,7 @@ def _write_outputs(
                 Console(file=buffer, width=_FILE_WIDTH, color_system=None, emoji=False), run, model
             )
             text = buffer.getvalue()
-        data = text.encode()
-        write_atomically(output, lambda tmp: Path(tmp).write_bytes(data))
-    elif text is not None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    elif stdout.is_terminal:
-        _print_tables(stdout, run, model)
-    else:
-        _print_tables(Console(width=_FILE_WIDTH, color_system=None, emoji=False), run, model)
+        files.append((output, text.encode()))
     if plot is not None:
         title = f"Firing rate per neuron layer: {Path(model).name}, {run.measured} image(s)"
         settings = run.settings(model)
@@ -322,8 +363,17 @@ def _write_outputs(
             f"imgsz {settings['imgsz']}, {settings['precision']}; {_stages_short(run)}; "
             "bar = mean spike count / D"
         )
-        png = firing_rate_chart(run.layers(), title, subtitle)
-        write_atomically(plot, lambda tmp: Path(tmp).write_bytes(png))
+        files.append((plot, firing_rate_chart(run.layers(), title, subtitle)))
+    write_together(files)
+    if output is not None:
+        return
+    if text is not None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    elif stdout.is_terminal:
+        _print_tables(stdout, run, model)
+    else:
+        _print_tables(Console(width=_FILE_WIDTH, color_system=None, emoji=False), run, model)
 
 
 def _stages_short(run: FiringRun) -> str:

@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 from ..inference.devices import place, precision_name
-from ..inference.preprocess import normalize, resize_image
+from ..inference.memory import DEFAULT_MAX_MEMORY
+from ..inference.pass_memory import PassMemory, reference_bound
+from ..inference.preprocess import network_input_size, normalize, resize_image
 from ..modeling.spike2former import Spike2Former
 from ..training.distributed import DistributedContext
 from .energy import EnergyConstants, EnergyMeter, EnergyReport, accounting_table
@@ -97,6 +99,8 @@ class FiringRun:
             default the model's test size, 0 = native size).
         all_stages: embed every decoder stage (official definition) or only the last one.
         energy: also measure energy (slower: every torch call is inspected).
+        max_memory: bytes of host memory one image's forward may take (``None``: what the
+            machine has free); larger images are refused (``check_fits``).
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class FiringRun:
         all_stages: bool = True,
         energy: bool = False,
         constants: EnergyConstants | None = None,
+        max_memory: float | None = DEFAULT_MAX_MEMORY,
     ) -> None:
         self.device, self.dtype, self.precision_note = place(device, precision)
         self.network = copy.deepcopy(model).eval().to(device=self.device, dtype=self.dtype)
@@ -117,6 +122,8 @@ class FiringRun:
         self.meter = EnergyMeter(self.network, constants) if energy else None
         self.records: list[ImageRecord] = []
         self.totals = FiringTotals()
+        bound = reference_bound(model.config, self.dtype)
+        self.memory = PassMemory(self._forward, self.dtype, self.device, max_memory, bound)
 
     @property
     def precision(self) -> str:
@@ -131,24 +138,28 @@ class FiringRun:
             )
         return "last decoder stage only (the s2f inference path)"
 
+    def check_fits(self, height: int, width: int) -> None:
+        """Raise ``inference.memory.MemoryLimitError`` when measuring a ``height x width`` image
+        would need more memory than ``max_memory`` and the machine allow."""
+        net_h, net_w = network_input_size(height, width, self.imgsz)
+        self.memory.check(
+            f"a {height}x{width} image at {{imgsz}} ({net_h}x{net_w} into the network)",
+            (net_h, net_w),
+            net_h * net_w,  # the decoded image is held already; its resized copies are not
+            imgsz=self.imgsz,
+        )
+
     def measure(self, image: np.ndarray, label: str, input_index: int | None = None) -> ImageRecord:
-        """Run one ``HxWx3`` uint8 RGB image; its statistics join the run's totals.
+        """Run one ``HxWx3`` uint8 RGB image; its statistics join the run's totals. An image
+        too large for the memory raises ``MemoryLimitError`` before anything is allocated.
 
         ``input_index``: the position of the image's input in the job (default: a new input
         after the last one), by which ``gather`` orders the records of several processes.
         """
+        self.check_fits(*image.shape[:2])
         start = time.perf_counter()
         resized = resize_image(image, self.imgsz)
-        batch = normalize(resized, self.dtype)[None].to(self.device)
-        self.monitor.reset()
-        if self.meter is not None:
-            self.meter.reset()
-        with ExitStack() as stack:
-            stack.enter_context(torch.no_grad())
-            stack.enter_context(self.monitor)
-            if self.meter is not None:
-                stack.enter_context(self.meter)
-            self.network(batch, return_aux=self.all_stages)
+        self._forward(normalize(resized, self.dtype)[None].to(self.device))
         layers = self.monitor.records()
         energy = self.meter.report() if self.meter is not None else None
         self.totals.add(layers, energy)
@@ -167,6 +178,19 @@ class FiringRun:
             record.energy_mj, record.conventional_mj = total.energy_mj, total.conventional_mj
         self.records.append(record)
         return record
+
+    def _forward(self, batch: torch.Tensor) -> None:
+        """One forward of ``batch`` observed by the monitor (and the energy meter), whose
+        statistics then hold this forward alone."""
+        self.monitor.reset()
+        if self.meter is not None:
+            self.meter.reset()
+        with ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(self.monitor)
+            if self.meter is not None:
+                stack.enter_context(self.meter)
+            self.network(batch, return_aux=self.all_stages)
 
     def fail(self, label: str, message: str, input_index: int | None = None) -> ImageRecord:
         """Record an input that could not be read."""

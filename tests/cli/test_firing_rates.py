@@ -116,7 +116,10 @@ def test_table(model: Path, inputs: Path) -> None:
 def test_csv_and_atomic_output_file(model: Path, inputs: Path, tmp_path: Path) -> None:
     target = tmp_path / "report.csv"
     target.write_text("old contents")
-    result = firing_rates(inputs, "-m", model, *NATIVE, "--csv", "-o", target, "--energy")
+    args = (inputs, "-m", model, *NATIVE, "--csv", "-o", target, "--energy")
+    assert_one_error_line(firing_rates(*args), 2, "exists; pass --force to replace it")
+    assert target.read_text() == "old contents"
+    result = firing_rates(*args, "--force")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "report.csv"]  # no temp files
@@ -224,7 +227,7 @@ def test_usage_and_fatal_errors(model: Path, inputs: Path, tmp_path: Path) -> No
     assert_one_error_line(firing_rates(inputs, "-m", "text.st"), 1, "not a readable")
     (tmp_path / "taken").write_text("a file")
     unwritable = firing_rates(inputs, "-m", model, *NATIVE, "-q", "-o", tmp_path / "taken" / "r")
-    assert_one_error_line(unwritable, 1, "cannot write")
+    assert_one_error_line(unwritable, 2, "a file where", "needs a folder")
     assert (tmp_path / "taken").read_text() == "a file"
 
 
