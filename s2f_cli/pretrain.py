@@ -49,6 +49,7 @@ from .options import (
 )
 from .processes import process_group, shared_run_dir
 from .size_option import parse_size
+from .threads_option import use_threads
 
 DEFAULT_PROJECT = Path("runs/pretrain")
 # Options that say how to run, not what to train: a resume may give them.
@@ -129,8 +130,7 @@ def pretrain_command(
             and (not output.is_dir() or any(output.iterdir()))
         ):
             raise fail(f"{output} already exists; pass --resume to continue that run", EXIT_USAGE)
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     context = process_group(device)
     try:
         progress = _Progress(quiet or not context.is_main)

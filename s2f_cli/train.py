@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import torch
 import typer
 from rich.markup import escape
 from rich.progress import (
@@ -69,6 +67,7 @@ from .options import (
 )
 from .processes import shared_run_dir
 from .size_option import parse_size
+from .threads_option import use_threads
 
 DEFAULT_PROJECT = Path("runs/train")
 # Label maps hold 8- or 16-bit class ids.
@@ -193,9 +192,7 @@ def train_command(
         _check_resume(ctx, out, flags)
     else:
         _check_new_run_arguments(data, dataset_format, out)
-    if threads:
-        _check_threads(threads)
-        torch.set_num_threads(threads)
+    use_threads(threads)
 
     with option_errors(flags, usage=(DistributedError,)):
         context = init_distributed(device)
@@ -303,18 +300,6 @@ def _conflict(flag: str, conflict: Conflict) -> str:
         started = "with" if conflict.saved else "without"
         return f"{flag} conflicts with the run (started {started} it)"
     return f"{flag} {as_text(conflict.given)} conflicts with the run's {as_text(conflict.saved)}"
-
-
-def _check_threads(threads: int) -> None:
-    """More threads than the cores this process may use only slow torch down (and thousands
-    exhaust the machine)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if cores and threads > cores:
-        raise fail(
-            f"--threads {threads} is more than the {cores} CPU cores this process may use; give "
-            f"at most {cores} (0 keeps torch's default)",
-            EXIT_USAGE,
-        )
 
 
 def _check_new_run_arguments(

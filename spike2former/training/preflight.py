@@ -15,8 +15,7 @@ Every process runs the checks; if any refuses, all stop.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +26,7 @@ from ..inference.memory import gib
 from ..inference.preprocess import network_input_size
 from ..modeling.spike2former import Spike2Former
 from .data import SampleFailure, load_sample, train_pipeline
-from .distributed import DistributedContext, DistributedError, all_reduce_mean
+from .distributed import DistributedContext, refused_together
 from .lean import LeanTraining
 from .memory import Images, Room, coarse, estimate
 from .recipe import RecipeError, TrainRecipe
@@ -64,7 +63,7 @@ def check_run(
 ) -> None:
     """Raise ``DatasetError`` for data that cannot be trained on and ``RunSettingsError`` for
     settings that do not fit it or this machine; nothing is written."""
-    with _refused_together(context):
+    with refused_together(context):
         train_set, val_set = datasets
         check_batches(len(train_set), recipe.batch_size, context)
         pipeline = train_pipeline(recipe.pipeline, recipe.crop_size)
@@ -86,23 +85,6 @@ def check_run(
             val_input=val_sizes.pixels if val_sizes else 0,
         )
         check_memory(model, recipe, images, context, workers, lean, amp_dtype)
-
-
-@contextmanager
-def _refused_together(context: DistributedContext) -> Iterator[None]:
-    """Raise the ``S2FError`` of the block in every process, or a ``DistributedError`` in the
-    processes whose block passed when another one refused, so that all stop together."""
-    error: BaseException | None = None
-    try:
-        yield
-    except S2FError as exc:
-        error = exc
-    if context.distributed:
-        refused = all_reduce_mean([float(error is not None)], context)[0] > 0
-        if refused and error is None:
-            error = DistributedError("another process refused to start the run; see its message")
-    if error is not None:
-        raise error
 
 
 def check_batches(images: int, batch_size: int, context: DistributedContext) -> None:
