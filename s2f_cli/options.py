@@ -76,8 +76,8 @@ VOCABULARY: dict[str, str] = {
     "--num-classes": "Classes of the head (rebuilds the class layer).",
     "--init-backbone": "ImageNet backbone weights (a path or a registered backbone).",
     "--recipe": "Recipe to start from.",
-    "--iters": "Training iterations; the warm-up and the poly decay's end move in proportion "
-    "(the official schedule at the recipe's own length).",
+    "--iters": "Training iterations; the warm-up and the decay's end move in proportion (the "
+    "official schedule at the recipe's own length).",
     "--crop-size": "Training crop.",
     "--lr": "Base learning rate (used as given).",
     "--weight-decay": "AdamW weight decay.",
