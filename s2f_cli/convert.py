@@ -15,6 +15,7 @@ from spike2former.datasets.metadata import DATASET_CLASSES
 
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .options import ForceOption, QuietOption, option
+from .targets import check_output_file
 
 
 def convert(
@@ -73,15 +74,7 @@ def _check_destination(destination: Path, source: Path, force: bool) -> None:
     """Refuse, before converting, an output that cannot or must not be written."""
     if os.path.realpath(destination) == os.path.realpath(source):
         raise fail(f"{destination}: the output would overwrite the source checkpoint", EXIT_USAGE)
-    if destination.is_dir():
-        raise fail(f"{destination}: is a folder; -o names the model file to write", EXIT_USAGE)
-    if destination.exists() and not destination.is_file():
-        raise fail(f"{destination}: not a regular file; -o names a model file", EXIT_USAGE)
-    if destination.exists() and not force:
-        raise fail(f"{destination}: already exists (use --force to overwrite)", EXIT_USAGE)
-    existing = next(parent for parent in destination.absolute().parents if parent.exists())
-    if not existing.is_dir():
-        raise fail(f"{existing}: a file where {destination} needs a folder", EXIT_USAGE)
+    check_output_file(destination, "-o", force, "the model file")
 
 
 def _read_class_names(path: Path) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ from .options import (
 )
 from .processes import process_group
 from .size_option import parse_size
+from .targets import check_output_folder
 from .threads_option import use_threads
 
 
@@ -92,7 +93,7 @@ def evaluate_command(
     if not data.is_dir():
         raise fail(f"--data {data}: no such directory", EXIT_USAGE)
     if output is not None:
-        _check_folder(output)
+        check_output_folder(output, "-o", "the label maps")
     use_threads(threads)
 
     context = process_group(device)
@@ -207,17 +208,6 @@ def _check_memory(
         raise fail(f"{described(exc, {'crop_size': '--window'})}{advice}", EXIT_USAGE) from None
     except DistributedError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-
-
-def _check_folder(folder: Path) -> None:
-    """Refuse, before anything is loaded, an output folder that cannot be made or written."""
-    if folder.exists() and not folder.is_dir():
-        raise fail(f"{folder}: is a file; -o names a folder for the label maps", EXIT_USAGE)
-    existing = next(parent for parent in [folder, *folder.absolute().parents] if parent.exists())
-    if not existing.is_dir():
-        raise fail(f"{existing}: a file where {folder} needs a folder", EXIT_USAGE)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise fail(f"{folder}: cannot write there (no permission to write in {existing})")
 
 
 def _refuse_overwriting_inputs(dataset: SegmentationDataset, folder: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +54,7 @@ from .console import (
 from .inference_options import load_for_inference, silence_opencv
 from .options import option
 from .processes import process_group
+from .targets import check_output_file
 
 _TOP_MODULES = 10
 # Tables written to a file or a pipe are as wide as their longest layer name needs.
@@ -110,7 +110,7 @@ def firing_rates(
         raise fail("-o and --plot name the same file", EXIT_USAGE)
     for flag, target in targets.items():
         if target is not None:
-            _check_target(target, flag, force)
+            check_output_file(target, flag, force)
     mine, limit = _share(items, limit, launch)
     context = _join(device, launch)
     try:
@@ -231,21 +231,6 @@ def _too_large(exc: MemoryLimitError) -> str:
     """What does not fit, and the options that would make it."""
     advice = "give a smaller --imgsz" + (", or raise --max-memory" if exc.capped_by_user else "")
     return f"{described(exc)}; {advice}"
-
-
-def _check_target(path: Path, flag: str, force: bool) -> None:
-    """Refuse, before anything is measured, a file that cannot or must not be written."""
-    if path.is_dir():
-        raise fail(f"{path}: is a folder; {flag} names a file to write", EXIT_USAGE)
-    if path.exists() and not path.is_file():
-        raise fail(f"{path}: not a regular file; {flag} names a file to write", EXIT_USAGE)
-    if path.exists() and not force:
-        raise fail(f"{path}: exists; pass --force to replace it", EXIT_USAGE)
-    existing = next(parent for parent in path.absolute().parents if parent.exists())
-    if not existing.is_dir():
-        raise fail(f"{existing}: a file where {path} needs a folder", EXIT_USAGE)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise fail(f"{path}: cannot write the file (no permission to write in {existing})")
 
 
 def _refuse_overwriting_inputs(items: list[Source], targets: list[Path]) -> None:
