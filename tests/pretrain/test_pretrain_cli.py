@@ -4,6 +4,7 @@ uninterrupted weights, the backbone file taken by ``s2f train --init-backbone``.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,10 @@ from spike2former.pretrain import load_classifier
 from spike2former.training import load_backbone
 from tests.pretrain.helpers import CLASSES, pretrain_args, write_image_folder
 from tests.training.helpers import (
-    assert_same_tensors,
-    kill_when,
+    kill_and_resume,
     quick_args,
     read_tensors,
     run_cli,
-    start_cli,
     write_shapes_dataset,
 )
 
@@ -61,19 +60,8 @@ def test_a_run_writes_its_folder_scores_and_a_backbone_file(data: Path, tmp_path
 
 def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(data: Path, tmp_path: Path) -> None:
     full_run, killed_run = tmp_path / "full", tmp_path / "killed"
-    full = start_cli(pretrain_args(data, full_run, ITERS))
-    victim = start_cli(pretrain_args(data, killed_run, ITERS))
-    kill_when(victim, killed_run / "checkpoint" / "iter_00000002.safetensors")
-
-    resumed = run_cli(["pretrain", "--output", str(killed_run), "--resume", "--threads", "1"])
-    assert resumed.returncode == 0, resumed.stderr
-    _, errors = full.communicate(timeout=120)
-    assert full.returncode == 0, errors
-    for name in ("last", "best"):
-        assert_same_tensors(
-            read_tensors(full_run / "weights" / f"{name}.safetensors"),
-            read_tensors(killed_run / "weights" / f"{name}.safetensors"),
-        )
+    resume = ["pretrain", "--output", str(killed_run), "--resume", "--threads", "1"]
+    kill_and_resume(partial(pretrain_args, data, iters=ITERS), resume, full_run, killed_run, ITERS)
     strip = {"time", "images_per_s"}
     logs = [
         [

@@ -262,6 +262,33 @@ def kill_when(process: subprocess.Popen[str], path: Path, timeout: float = 120) 
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
 
+def kill_and_resume(
+    args: Callable[[Path], list[str]],
+    resume: list[str],
+    full_run: Path,
+    killed_run: Path,
+    iters: int,
+) -> subprocess.CompletedProcess[str]:
+    """Start ``args(full_run)`` and ``args(killed_run)`` together, ``kill -9`` the second once it
+    has written the weights of its checkpoint at iteration 2 (short of ``iters``), wherever it
+    then is, and run ``resume``. Both runs must then end, with the same last and best weights;
+    returns the resumed one."""
+    full = start_cli(args(full_run))
+    victim = start_cli(args(killed_run))
+    kill_when(victim, killed_run / "checkpoint" / "iter_00000002.safetensors")
+    assert not (killed_run / "checkpoint" / f"iter_{iters:08d}.safetensors").exists()
+    resumed = run_cli(resume)
+    assert resumed.returncode == 0, resumed.stderr
+    _, errors = full.communicate(timeout=120)
+    assert full.returncode == 0, errors
+    for name in ("last", "best"):
+        assert_same_tensors(
+            read_tensors(full_run / "weights" / f"{name}.safetensors"),
+            read_tensors(killed_run / "weights" / f"{name}.safetensors"),
+        )
+    return resumed
+
+
 def run_torchrun(processes: int, args: list[str]) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc_per_node PROCESSES -m s2f_cli ARGS``, output captured."""
     return subprocess.run(
