@@ -6,12 +6,26 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from typer.testing import Result
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+# Bad values of the options that commands share (declared once in ``s2f_cli.options``), each with a
+# fragment of the one usage line it gives: those of every command that runs the network, then
+# those of the commands that also size its input.
+COMPUTE_OPTION_ERRORS = [
+    (["--device", "tpu"], "tpu"),
+    (["--threads", "-1"], "'--threads'"),
+    (["--threads", "100000"], "--threads 100000 is more than the"),
+]
+INFERENCE_OPTION_ERRORS = [
+    *COMPUTE_OPTION_ERRORS,
+    (["--imgsz", "-1"], "'--imgsz'"),
+    (["--max-memory", "-1"], "'--max-memory'"),
+]
 
 
 def lines(text: str) -> list[str]:
@@ -38,6 +52,22 @@ def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in shown[0]
     return shown[0]
+
+
+def listing(root: Path) -> list[str]:
+    """Every file and folder under ``root`` (hidden temporaries included)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def assert_fails_leaving(
+    folder: Path, run: Callable[[], Result], code: int, *fragments: str
+) -> str:
+    """``run()`` fails as ``assert_one_error_line`` requires and leaves ``folder`` as it was, hidden
+    temporaries included; the error line."""
+    before = listing(folder)
+    line = assert_one_error_line(run(), code, *fragments)
+    assert listing(folder) == before
+    return line
 
 
 def assert_failed_inputs(result: Result, failures: Mapping[Path, str]) -> None:

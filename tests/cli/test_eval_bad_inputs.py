@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,12 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
-from tests.cli.assertions import assert_one_error_line
+from tests.cli.assertions import (
+    INFERENCE_OPTION_ERRORS,
+    assert_fails_leaving,
+    assert_one_error_line,
+    listing,
+)
 from tests.cli.test_model_files_bad_inputs import run_limited
 from tests.cli.test_train_bad_inputs import huge_png_header
 from tests.training.helpers import write_shapes_dataset, write_small_model
@@ -41,11 +47,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def listing(root: Path) -> list[str]:
-    """Every file and folder under ``root`` (hidden temporaries included)."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
-
-
 def s2f_eval(
     files: dict[str, Path],
     *extra: str | Path,
@@ -60,14 +61,18 @@ def s2f_eval(
 
 
 def check(
-    files: dict[str, Path], tmp_path: Path, code: int, fragment: str, *extra: str | Path
+    files: dict[str, Path],
+    tmp_path: Path,
+    code: int,
+    fragment: str,
+    *extra: str | Path,
+    data: Path | None = None,
+    model: Path | None = None,
 ) -> str:
-    """``s2f eval EXTRA`` (run in ``tmp_path``) fails with one line and leaves ``tmp_path`` as
-    it was."""
-    before = listing(tmp_path)
-    line = assert_one_error_line(s2f_eval(files, *extra), code, fragment)
-    assert listing(tmp_path) == before
-    return line
+    """``s2f eval EXTRA`` (run in ``tmp_path``, on ``data`` with ``model``) fails with one line
+    and leaves ``tmp_path`` as it was."""
+    run = partial(s2f_eval, files, *extra, data=data, model=model)
+    return assert_fails_leaving(tmp_path, run, code, fragment)
 
 
 # -- arguments: usage errors, exit 2 ------------------------------------------------------------
@@ -81,7 +86,6 @@ def check(
         (["--split", ""], "--split takes the name of a split"),
         (["--split", "../val"], "--split takes the name of a split"),
         (["--split", "."], "--split takes the name of a split"),
-        (["--imgsz", "-1"], "'--imgsz'"),
         (["--window", "64"], "apply to --mode slide"),
         (["--mode", "slide", "--window", "0"], "--window takes S or HxW"),
         (["--mode", "slide", "--window", "-5"], "--window takes S or HxW"),
@@ -90,11 +94,8 @@ def check(
         (["--mode", "slide", "--stride", "0"], "--stride takes S or HxW"),
         (["--mode", "slide", "--window", "8", "--stride", "9"], "is longer than the window"),
         (["--mode", "slide", "--imgsz", "0"], "give --window for --mode slide"),
-        (["--threads", "-1"], "'--threads'"),
-        (["--threads", "100000"], "--threads 100000 is more than the"),
-        (["--max-memory", "-1"], "'--max-memory'"),
-        (["--device", "tpu"], "tpu"),
         (["--device", "cuda:7"], "cuda:7"),
+        *INFERENCE_OPTION_ERRORS,
     ],
 )
 def test_bad_arguments(
@@ -134,10 +135,7 @@ def test_bad_model_files(
 ) -> None:
     (tmp_path / "folder.safetensors").mkdir()
     (tmp_path / "text.safetensors").write_text("weights\n")
-    before = listing(tmp_path)
-    result = s2f_eval(files, "-o", tmp_path / "predictions", model=tmp_path / model)
-    assert_one_error_line(result, code, fragment)
-    assert listing(tmp_path) == before
+    check(files, tmp_path, code, fragment, "-o", tmp_path / "predictions", model=tmp_path / model)
 
 
 # -- datasets: failures, exit 1, nothing written -----------------------------------------------
@@ -197,10 +195,7 @@ def test_broken_datasets(files: dict[str, Path], tmp_path: Path, case: str) -> N
     breaks, fragment = BROKEN_DATA[case]
     breaks(data)
     split = ["--split", "test"] if case == "no such split" else []
-    before = listing(tmp_path)
-    result = s2f_eval(files, *split, "-o", tmp_path / "predictions", data=data)
-    assert_one_error_line(result, 1, fragment)
-    assert listing(tmp_path) == before
+    check(files, tmp_path, 1, fragment, *split, "-o", tmp_path / "predictions", data=data)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")

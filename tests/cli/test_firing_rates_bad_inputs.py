@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -20,8 +21,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from s2f_cli.app import app
-from tests.cli.assertions import assert_one_error_line, errors, lines
-from tests.cli.test_eval_bad_inputs import listing
+from tests.cli.assertions import (
+    INFERENCE_OPTION_ERRORS,
+    assert_fails_leaving,
+    errors,
+    lines,
+    listing,
+)
 from tests.cli.test_model_files_bad_inputs import run_limited
 from tests.cli.test_train_bad_inputs import huge_png_header
 from tests.helpers import random_rgb, write_image
@@ -58,12 +64,19 @@ def firing_rates(
     return CliRunner(env=env).invoke(app, arguments)
 
 
-def check(model: Path, tmp_path: Path, code: int, fragment: str, *args: str | Path) -> str:
-    """``s2f firing-rates ARGS`` fails with one line and leaves ``tmp_path`` as it was."""
-    before = listing(tmp_path)
-    line = assert_one_error_line(firing_rates(model, *args), code, fragment)
-    assert listing(tmp_path) == before
-    return line
+def check(
+    model: Path,
+    tmp_path: Path,
+    code: int,
+    fragment: str,
+    *args: str | Path,
+    env: dict[str, str | None] | None = None,
+) -> str:
+    """``s2f firing-rates ARGS`` (in ``env``) fails with one line and leaves ``tmp_path`` as it
+    was."""
+    return assert_fails_leaving(
+        tmp_path, partial(firing_rates, model, *args, env=env), code, fragment
+    )
 
 
 # -- arguments: usage errors, exit 2 ------------------------------------------------------------
@@ -72,16 +85,12 @@ def check(model: Path, tmp_path: Path, code: int, fragment: str, *args: str | Pa
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        (["--imgsz", "-1"], "'--imgsz'"),
         (["--limit", "0"], "'--limit'"),
-        (["--threads", "-1"], "'--threads'"),
-        (["--threads", "100000"], "--threads 100000 is more than the"),
-        (["--max-memory", "-1"], "'--max-memory'"),
         (["--precision", "fp8"], "'fp8'"),
-        (["--device", "tpu"], "tpu"),
         (["--stages", "some"], "'some'"),
         (["--json", "--csv"], "--json and --csv"),
         (["--plot", "rates.jpg"], "the plot is a PNG"),
+        *INFERENCE_OPTION_ERRORS,
     ],
 )
 def test_bad_arguments(
@@ -290,7 +299,4 @@ def test_a_full_disk_writes_neither_file(model: Path, inputs: Path, tmp_path: Pa
 def test_bad_launcher_variables(
     model: Path, inputs: Path, tmp_path: Path, variables: dict[str, str], fragment: str
 ) -> None:
-    before = listing(tmp_path)
-    result = firing_rates(model, inputs, "-o", tmp_path / "r.json", env=launched(variables))
-    assert_one_error_line(result, 2, fragment)
-    assert listing(tmp_path) == before
+    check(model, tmp_path, 2, fragment, inputs, "-o", tmp_path / "r.json", env=launched(variables))

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from s2f_cli.app import app
 from spike2former.training.preflight import sampled_indices
-from tests.cli.assertions import lines
+from tests.cli.assertions import COMPUTE_OPTION_ERRORS, lines
 from tests.training.helpers import (
     REPO,
     cli_env,
@@ -103,7 +103,6 @@ def subprocess_run(
         (["--seed", "-1"], "'--seed'"),
         (["--num-classes", "100000"], "'--num-classes'"),
         (["--clip-grad", "inf"], "--clip-grad inf must be a finite number"),
-        (["--threads", "100000"], "--threads 100000 is more than the"),
         (
             ["--crop-size", "100000"],
             "--crop-size 100000x100000 is larger than the training images ever are with "
@@ -116,6 +115,7 @@ def subprocess_run(
         ),
         (["--batch-size", "100000"], "--batch-size 100000 is more than the training set's 4"),
         (["--workers", "100000"], "--workers 100000 data-loading processes with --batch-size 2"),
+        *COMPUTE_OPTION_ERRORS,
     ],
 )
 def test_absurd_settings_are_one_usage_line(
