@@ -13,8 +13,9 @@ A run holds, besides the network's weights (already loaded when this is asked):
   measured step is undone (buffers, gradients and random state restored). Dividing the whole
   peak by the probe's pixels overstates small crops (the step's fixed part is counted as if it
   grew with them);
-- **a validation image**, instead of a step's activations while it is scored: the inference
-  peak per pixel (``inference.memory.network_peak_per_pixel``) at the largest network input;
+- **a validation image**, instead of a step's activations while it is scored: the peak of one
+  pass at the largest network input, from the curve ``inference.pass_memory.PeakCurve`` fits to
+  three small passes (attention is quadratic in the pixels there);
 - **the data in flight**: batches loaded ahead by each worker (``PREFETCH_BATCHES``), the batch in
   use, per loading process the decoded image at its largest resize, and the process itself.
 
@@ -66,17 +67,15 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from ..inference.memory import COARSE_BYTES_PER_PIXEL as COARSE_INFERENCE_BYTES_PER_PIXEL
 from ..inference.memory import (
     IMAGE_BYTES_PER_PIXEL,
     LiveTensors,
     available_bytes,
-    network_peak_per_pixel,
 )
+from ..inference.pass_memory import PeakCurve, reference_bound
 from ..modeling.spike2former import Spike2Former
 from .checkpoint import capture_rng, restore_rng
 from .data import PREFETCH_BATCHES
@@ -180,7 +179,8 @@ def coarse(model: Spike2Former, images: Images, device: torch.device) -> Trainin
     """An upper bound of the run's memory, from sizes alone (nothing measured)."""
     time_steps = model.config.backbone.time_steps
     image = IMAGE_BYTES_PER_PIXEL * max(images.val_image, images.val_input)
-    validation = COARSE_INFERENCE_BYTES_PER_PIXEL * time_steps * images.val_input + image
+    dtype = next(model.parameters()).dtype
+    validation = reference_bound(model.config, dtype)(images.val_input) + image
     return TrainingMemory(
         fixed=4 * parameter_bytes(model) + 4 * STEP_OVERHEAD,
         per_image=COARSE_BYTES_PER_PIXEL * time_steps * images.crop,
@@ -211,9 +211,12 @@ def estimate(
     validation = 0.0
     if images.val_input:
         dtype = next(model.parameters()).dtype
-        inference = _scored(model, lambda batch: whole_scores(model, batch), dtype, device)
+        with step_undone(model):
+            model.eval()
+            peak = PeakCurve.measure(lambda batch: whole_scores(model, batch), dtype, device)
+        live = peak(images.val_input) / images.val_input
         image = IMAGE_BYTES_PER_PIXEL * max(images.val_image, images.val_input)
-        validation = resident_per_pixel(inference, device) * images.val_input + image
+        validation = resident_per_pixel(live, device) * images.val_input + image
     copies = 4 if processes > 1 else 3
     return TrainingMemory(
         fixed=copies * parameter_bytes(model) + STEP_OVERHEAD,
@@ -273,14 +276,6 @@ def activation_bytes_per_pixel(
             torch.stack(list(losses.values())).sum().backward()
             del losses
     return live.peak / (height * width)
-
-
-def _scored(model: Spike2Former, scores: Any, dtype: torch.dtype, device: torch.device) -> float:
-    """``network_peak_per_pixel`` of ``scores`` with ``model`` in evaluation mode and left as
-    it was."""
-    with step_undone(model):
-        model.eval()
-        return network_peak_per_pixel(scores, dtype, device)
 
 
 @contextmanager

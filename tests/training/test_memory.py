@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 
 from spike2former import build_model
+from spike2former.inference.memory import LiveTensors
 from spike2former.training.data import train_pipeline
+from spike2former.training.evaluate import whole_scores
 from spike2former.training.lean import LeanTraining
 from spike2former.training.memory import (
     Images,
@@ -39,6 +41,25 @@ def test_the_estimate_grows_with_the_batch_and_the_workers() -> None:
     )  # fmt: skip
     assert need.host(4, 0) > need.host(2, 0) > need.host(1, 0) > need.fixed
     assert need.host(2, 4) > need.host(2, 2) > need.host(2, 0)
+
+
+def test_the_validation_estimate_covers_a_measured_validation_pass() -> None:
+    """The estimate for scoring one image (fitted to three small passes, then taken to the
+    image's size) is at least what a pass at that size really keeps alive, and the model is left
+    in training mode."""
+    torch.manual_seed(0)
+    model = build_model(small_config(head={"num_classes": 3})).train()
+    side = 320
+    images = Images(crop=64 * 64, train_image=64 * 64, val_image=side**2, val_input=side**2)
+    need = estimate(
+        model, (64, 64), images, cls_cost=2.0, lean=LeanTraining(), device=torch.device("cpu")
+    )
+    assert model.training
+    model.eval()
+    with torch.inference_mode(), LiveTensors() as live:
+        whole_scores(model, torch.randn(1, 3, side, side))
+    # resident bytes are 1.6 x live + 750 per pixel (RESIDENT_PER_LIVE), the image comes on top
+    assert live.peak <= need.validation <= 2 * live.peak + 1024 * side**2
 
 
 def test_large_crops_are_measured_on_a_smaller_one_of_their_shape() -> None:
