@@ -34,6 +34,7 @@ from spike2former.weights import DEFAULT_MODEL
 
 from .api_options import described
 from .console import EXIT_USAGE, fail, progress_bar, reported_errors, stderr, stdout
+from .inference_options import memory_cap
 from .model_option import model_path
 from .options import (
     DataOption,
@@ -121,7 +122,7 @@ def evaluate_command(
                 step = _checked_stride(step, window_size)  # type: ignore[arg-type]
             if output is not None:
                 _refuse_overwriting_inputs(dataset, output)
-            limit = max_memory * 2**30 or None
+            limit = memory_cap(max_memory)
             _check_memory(network, dataset, context, size, mode, window_size, limit)
             predictions = _Predictions(output) if output is not None else None
             live = not quiet and context.is_main and stderr.is_terminal

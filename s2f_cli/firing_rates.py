@@ -51,7 +51,7 @@ from .console import (
     stderr,
     stdout,
 )
-from .inference_options import load_for_inference, silence_opencv
+from .inference_options import InferenceOptions, silence_opencv, start_runner
 from .options import option
 from .processes import process_group
 from .targets import check_output_file
@@ -118,8 +118,8 @@ def firing_rates(
             device, threads = str(context.device), shard_threads(threads, launch)
         # the other processes print only the errors of their own inputs
         quiet = quiet or not context.is_main
-        settings = (device, precision, threads, imgsz, stages, energy, max_memory)
-        run = _start(model, offline, *settings, quiet)
+        given = InferenceOptions(model, offline, device, precision, threads, imgsz, max_memory)
+        run = _start(given, stages, energy, quiet)
         if _measure(run, mine, limit, quiet):
             raise fail("interrupted; nothing was written", 130)
         with reported_errors():
@@ -175,40 +175,12 @@ def _join(device: str, launch: Shard | None) -> DistributedContext:
     return DistributedContext() if launch is None else process_group(device)
 
 
-def _start(
-    model: str,
-    offline: bool,
-    device: str,
-    precision: str,
-    threads: int,
-    imgsz: int | None,
-    stages: str,
-    energy: bool,
-    max_memory: float,
-    quiet: bool,
-) -> FiringRun:
-    """Load the model into a ``FiringRun`` (refused when even an image of ``--imgsz`` square
-    would not fit in memory) and print its warnings."""
-    network = load_for_inference(model, offline, device, precision, threads)
-    with reported_errors():
-        run = FiringRun(
-            network,
-            device=device,
-            precision=precision,
-            imgsz=imgsz,
-            all_stages=stages == "all",
-            energy=energy,
-            max_memory=max_memory * 2**30 or None,
-        )
-        if run.imgsz > 0:
-            try:  # the smallest image that size makes: a square
-                run.check_fits(run.imgsz, run.imgsz)
-            except MemoryLimitError as exc:
-                message = f"--imgsz {run.imgsz} does not fit: {_too_large(exc)}"
-                raise fail(message, EXIT_USAGE) from None
-    if run.precision_note and not quiet:
-        stderr.print(f"[yellow]warning:[/] {run.precision_note}", highlight=False)
-    if not network.config.spiking and not quiet:
+def _start(given: InferenceOptions, stages: str, energy: bool, quiet: bool) -> FiringRun:
+    """The model's ``FiringRun`` (see ``start_runner``), and a warning for a conventional
+    model, whose counts are not spikes."""
+    all_stages = stages == "all"
+    run = start_runner(FiringRun, given, quiet, _too_large, all_stages=all_stages, energy=energy)
+    if not run.network.config.spiking and not quiet:
         stderr.print(
             "[yellow]warning:[/] the model is conventional (real-valued neurons): its 'counts' "
             "are activations x D, not spikes, and its energy is the conventional column",

@@ -28,7 +28,7 @@ from spike2former.inference.journal import (
     stage_speeds,
     wait_for_shares,
 )
-from spike2former.inference.memory import DEFAULT_MAX_MEMORY, MemoryLimitError
+from spike2former.inference.memory import DEFAULT_MAX_MEMORY
 from spike2former.inference.predictor import Predictor
 from spike2former.inference.sharding import (
     Shard,
@@ -56,7 +56,7 @@ from .console import (
     stderr,
     stdout,
 )
-from .inference_options import load_for_inference, silence_opencv
+from .inference_options import InferenceOptions, silence_opencv, start_runner
 from .options import (
     DeviceOption,
     ForceOption,
@@ -150,23 +150,8 @@ def segment(
     quiet = quiet or (leader and share.index > 0)
     device = shard_device(device, share, torch.cuda.device_count())
     threads = shard_threads(threads, share)
-    network = load_for_inference(model, offline, device, precision, threads)
-    with reported_errors():
-        predictor = Predictor(
-            network,
-            device=device,
-            precision=precision,
-            imgsz=imgsz,
-            compile=compile_network,
-            max_memory=max_memory * 2**30 or None,
-        )
-    if predictor.imgsz > 0:
-        try:  # the smallest image that size makes: a square
-            predictor.check_fits(predictor.imgsz, predictor.imgsz)
-        except MemoryLimitError as exc:
-            raise fail(f"--imgsz {predictor.imgsz} does not fit: {exc}", EXIT_USAGE) from None
-    if predictor.precision_note and not quiet:
-        stderr.print(f"[yellow]warning:[/] {predictor.precision_note}", highlight=False)
+    given = InferenceOptions(model, offline, device, precision, threads, imgsz, max_memory)
+    predictor = start_runner(Predictor, given, quiet, compile=compile_network)
     if compile_network and not quiet:
         stderr.print(
             "compiling the network at the first batch of each size (a minute or more)",
