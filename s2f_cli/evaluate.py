@@ -29,7 +29,7 @@ from spike2former.training.distributed import (
     refused_together,
     shutdown,
 )
-from spike2former.training.evaluate import check_memory, default_stride
+from spike2former.training.evaluate import EvalPlan, check_memory
 from spike2former.weights import DEFAULT_MODEL
 
 from .api_options import described
@@ -109,21 +109,12 @@ def evaluate_command(
                     f"the dataset has {len(names)} classes but the model {classes}", EXIT_USAGE
                 )
             dataset = spec.build(split)
-            size = network.config.test_size if imgsz is None else imgsz
-            if mode == "slide" and window_size is None:
-                if not size:
-                    raise fail(
-                        "the model is evaluated at the images' own size: give --window for "
-                        "--mode slide",
-                        EXIT_USAGE,
-                    )
-                window_size = (size, size)
+            plan = EvalPlan.of(network.config, imgsz, mode, window_size, step)
             if mode == "slide":
-                step = _checked_stride(step, window_size)  # type: ignore[arg-type]
+                _check_slide(plan, window_given=window_size is not None)
             if output is not None:
                 _refuse_overwriting_inputs(dataset, output)
-            limit = memory_cap(max_memory)
-            _check_memory(network, dataset, context, size, mode, window_size, limit)
+            _check_memory(network, dataset, plan, context, memory_cap(max_memory))
             predictions = _Predictions(output) if output is not None else None
             live = not quiet and context.is_main and stderr.is_terminal
             progress = progress_bar(live)
@@ -135,10 +126,10 @@ def evaluate_command(
                         network,
                         dataset,
                         context=context,
-                        test_size=size,
-                        mode=mode,  # type: ignore[arg-type]
-                        crop_size=window_size,
-                        stride=step,
+                        test_size=plan.test_size,
+                        mode=plan.mode,
+                        crop_size=plan.crop_size,
+                        stride=plan.stride,
                         on_prediction=predictions.write if predictions else None,
                         on_image=lambda: progress.advance(task),
                     )
@@ -157,52 +148,46 @@ def evaluate_command(
     stdout.print(_table(scores))
     if not quiet:
         detail = ""
-        if window_size and step:
-            detail = f" (window {window_size[0]}x{window_size[1]}, stride {step[0]}x{step[1]})"
+        if plan.mode == "slide":
+            (height, width), (down, across) = plan.crop_size, plan.stride
+            detail = f" (window {height}x{width}, stride {down}x{across})"
         stderr.print(
             f"{len(dataset)} images of {escape(str(data))} ({split}), {mode} inference{detail}",
             highlight=False,
         )
 
 
-def _checked_stride(stride: tuple[int, int] | None, window: tuple[int, int]) -> tuple[int, int]:
-    """``--stride``, or two thirds of the window; a step longer than the window would leave
-    pixels between windows unscored."""
-    if stride is None:
-        return default_stride(window)
-    if stride[0] > window[0] or stride[1] > window[1]:
+def _check_slide(plan: EvalPlan, window_given: bool) -> None:
+    """A window to slide (by default a square of the test size), and a stride no longer than
+    the window: a longer one would leave the pixels between windows unscored."""
+    if not window_given and not plan.test_size:
         raise fail(
-            f"--stride {stride[0]}x{stride[1]} is longer than the window {window[0]}x{window[1]}: "
+            "the model is evaluated at the images' own size: give --window for --mode slide",
+            EXIT_USAGE,
+        )
+    (down, across), (height, width) = plan.stride, plan.crop_size
+    if down > height or across > width:
+        raise fail(
+            f"--stride {down}x{across} is longer than the window {height}x{width}: "
             "the pixels between windows would not be scored; give at most the window",
             EXIT_USAGE,
         )
-    return stride
 
 
 def _check_memory(
     network: Spike2Former,
     dataset: SegmentationDataset,
+    plan: EvalPlan,
     context: DistributedContext,
-    size: int,
-    mode: str,
-    window: tuple[int, int] | None,
     max_memory: float | None,
 ) -> None:
     """Refuse, before any image is scored, a dataset with an image too large for the memory
     (every process stops when one refuses)."""
     try:
         with refused_together(context):
-            check_memory(
-                network,
-                dataset,
-                context=context,
-                test_size=size,
-                mode=mode,  # type: ignore[arg-type]
-                crop_size=window,
-                max_memory=max_memory,
-            )
+            check_memory(network, dataset, plan, context=context, max_memory=max_memory)
     except MemoryLimitError as exc:
-        smaller = "--imgsz or --window" if mode == "slide" else "--imgsz"
+        smaller = "--imgsz or --window" if plan.mode == "slide" else "--imgsz"
         advice = f"; evaluate at a smaller {smaller}"
         if exc.capped_by_user:
             advice += ", or raise --max-memory"

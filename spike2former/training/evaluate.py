@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import ModelConfig
 from ..datasets import SegmentationDataset
 from ..inference.memory import DEFAULT_MAX_MEMORY
 from ..inference.pass_memory import PassMemory, reference_bound
@@ -49,6 +51,35 @@ def default_stride(crop_size: tuple[int, int]) -> tuple[int, int]:
     """Two thirds of the window, rounded down (at least 1): 341 for 512 (mmseg's ADE20K slide
     setting)."""
     return (max(1, crop_size[0] * 2 // 3), max(1, crop_size[1] * 2 // 3))
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """How each image is evaluated: resized to the short side ``test_size`` (0: its own size),
+    then scored whole or, in ``mode="slide"``, in windows of ``crop_size`` every ``stride``
+    pixels (``crop_size`` and ``stride`` unused for whole images)."""
+
+    test_size: int
+    mode: Mode
+    crop_size: tuple[int, int]
+    stride: tuple[int, int]
+
+    @classmethod
+    def of(
+        cls,
+        config: ModelConfig,
+        test_size: int | None = None,
+        mode: Mode = "whole",
+        crop_size: tuple[int, int] | None = None,
+        stride: tuple[int, int] | None = None,
+    ) -> EvalPlan:
+        """The plan of ``evaluate``'s arguments: the model's test size, a square window of the
+        test size and ``default_stride`` where they are not given."""
+        if mode not in ("whole", "slide"):
+            raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+        size = config.test_size if test_size is None else test_size
+        window = crop_size or (size, size)
+        return cls(size, mode, window, stride or default_stride(window))
 
 
 def whole_scores(model: nn.Module, images: Tensor) -> Tensor:
@@ -103,13 +134,9 @@ def evaluate(
     of this process's label maps; ``on_image`` is called after each image (progress).
     The model is left in the mode it was in.
     """
-    context = context or DistributedContext(device=next(model.parameters()).device)
-    if mode not in ("whole", "slide"):
-        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    context = context or _local(model)
     config = model.config
-    size = config.test_size if test_size is None else test_size
-    window = crop_size or (size, size)
-    step = stride or default_stride(window)
+    plan = EvalPlan.of(config, test_size, mode, crop_size, stride)
     num_classes = config.head.num_classes
     names = config.class_names or _padded_names(dataset.class_names, num_classes)
     metric = IoUMetric(num_classes, dataset.ignore_index, names)
@@ -117,11 +144,11 @@ def evaluate(
     with _evaluation_mode(model):
         for index in range(context.rank, len(dataset), context.world_size):
             image, label, name = dataset[index]
-            batch = normalize(resize_image(image, size), dtype)[None].to(context.device)
-            if mode == "whole":
+            batch = normalize(resize_image(image, plan.test_size), dtype)[None].to(context.device)
+            if plan.mode == "whole":
                 scores = whole_scores(model, batch)
             else:
-                scores = slide_scores(model, batch, window, step)
+                scores = slide_scores(model, batch, plan.crop_size, plan.stride)
             prediction = scores_to_labels(scores[0], label.shape[:2]).cpu()
             metric.update(prediction, torch.from_numpy(label.astype(np.int64)))
             if on_prediction is not None:
@@ -135,22 +162,19 @@ def evaluate(
 def check_memory(
     model: nn.Module,
     dataset: SegmentationDataset,
+    plan: EvalPlan,
     *,
     context: DistributedContext | None = None,
-    test_size: int | None = None,
-    mode: Mode = "whole",
-    crop_size: tuple[int, int] | None = None,
     max_memory: float | None = DEFAULT_MAX_MEMORY,
 ) -> None:
     """Raise ``MemoryLimitError`` when an image of this process's share of ``dataset``, evaluated
-    as ``evaluate`` would with these arguments, needs more memory than ``max_memory`` (bytes of
-    host memory; ``None``: what is free) and the machine allow; ``DatasetError`` for an image
-    whose header cannot be read or disagrees with its label map's. Only headers are read; the
-    network runs once, on a small input, when the coarse bound does not fit."""
-    context = context or DistributedContext(device=next(model.parameters()).device)
+    by ``plan``, needs more memory than ``max_memory`` (bytes of host memory; ``None``: what is
+    free) and the machine allow; ``DatasetError`` for an image whose header cannot be read or
+    disagrees with its label map's. Only headers are read; the network runs once, on a small
+    input, when the coarse bound does not fit."""
+    context = context or _local(model)
     config = model.config
-    size = config.test_size if test_size is None else test_size
-    window = crop_size or (size, size)
+    size, window = plan.test_size, plan.crop_size
     dtype = next(model.parameters()).dtype
     memory = PassMemory(
         lambda batch: whole_scores(model, batch),
@@ -169,7 +193,7 @@ def check_memory(
             net_h, net_w = network_input_size(height, width, size)
             what = f"image {dataset.files[index].image} ({height}x{width}) at {{test_size}}"
             network, held = (net_h, net_w), 0.0
-            if mode == "slide":
+            if plan.mode == "slide":
                 what += f" ({net_h}x{net_w}, in windows of {{crop_size}})"
                 network = (min(window[0], net_h), min(window[1], net_w))
                 held = held_per_pixel * net_h * net_w
@@ -183,6 +207,11 @@ def check_memory(
                 test_size=size,
                 crop_size=window,
             )
+
+
+def _local(model: nn.Module) -> DistributedContext:
+    """One process, on the model's device."""
+    return DistributedContext(device=next(model.parameters()).device)
 
 
 @contextmanager
