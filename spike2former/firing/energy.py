@@ -13,7 +13,7 @@ dense MAC counts from ``torch.utils.flop_counter.FlopCounterMode``.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -178,15 +178,8 @@ class EnergyTotal:
         return self.conventional_mj / self.energy_mj if self.energy_mj else float("inf")
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "macs": self.macs,
-            "sops": self.sops,
-            "real_macs": self.real_macs,
-            "energy_mj": self.energy_mj,
-            "conventional_mj": self.conventional_mj,
-            "ratio": self.ratio,
-        }
+        """The fields, then the ratio."""
+        return {**asdict(self), "ratio": self.ratio}
 
 
 @dataclass(frozen=True)
