@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -26,17 +25,10 @@ from spike2former.firing.monitor import LayerFiring, by_part, pooled
 from spike2former.firing.plot import firing_rate_chart
 from spike2former.firing.records import ImageRecord
 from spike2former.firing.run import FiringRun
+from spike2former.inference.images import each_image
 from spike2former.inference.memory import DEFAULT_MAX_MEMORY, MemoryLimitError
 from spike2former.inference.sharding import Shard, ShardError, shard_from_environment, shard_threads
-from spike2former.inference.sources import (
-    ImageReadError,
-    InputError,
-    Source,
-    VideoReader,
-    decode_image,
-    expand_sources,
-    read_image,
-)
+from spike2former.inference.sources import InputError, Source, expand_sources
 from spike2former.training.distributed import DistributedContext, shutdown
 from spike2former.weights import DEFAULT_MODEL
 
@@ -212,37 +204,6 @@ def _refuse_overwriting_inputs(items: list[Source], targets: list[Path]) -> None
             raise fail(f"{target}: the output would overwrite an input", EXIT_USAGE)
 
 
-def _images(
-    items: list[tuple[int, Source]],
-) -> Iterator[tuple[int, str, np.ndarray | None, str | None]]:
-    """``(input position, label, RGB image, None)`` per image or video frame, ``(input
-    position, label, None, message)`` per input that cannot be read."""
-    for position, source in items:
-        if source.kind == "video":
-            assert source.path is not None
-            try:
-                reader = VideoReader(source.path)
-            except ImageReadError as exc:
-                yield position, source.label, None, str(exc)
-                continue
-            try:
-                for index, frame in reader.frames():
-                    yield position, f"{source.label}#{index}", frame, None
-            finally:
-                reader.close()
-            continue
-        try:
-            if source.kind == "stdin":
-                image = decode_image(sys.stdin.buffer.read(), "<stdin>")
-            else:
-                assert source.path is not None
-                image = read_image(source.path)
-        except ImageReadError as exc:
-            yield position, source.label, None, str(exc)
-            continue
-        yield position, source.label, image, None
-
-
 def _measure(
     run: FiringRun, items: list[tuple[int, Source]], limit: int | None, quiet: bool
 ) -> bool:
@@ -253,7 +214,8 @@ def _measure(
     task = progress.add_task("measuring", total=total or len(items))
     with progress:
         try:
-            for count, (position, label, image, error) in enumerate(_images(items)):
+            images = each_image(items, sys.stdin.buffer.read)
+            for count, (position, label, image, error) in enumerate(images):
                 if limit is not None and count >= limit:
                     break
                 record = None
