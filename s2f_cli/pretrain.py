@@ -27,6 +27,7 @@ from spike2former.training.distributed import (
     shutdown,
 )
 
+from .api_options import described
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .option_source import given_options, option_flags
 from .options import (
@@ -170,7 +171,7 @@ def pretrain_command(
                         callbacks=progress,
                     )
             except RunFolderError as exc:
-                raise fail(str(exc), EXIT_USAGE) from None
+                raise fail(described(exc), EXIT_USAGE) from None
     finally:
         shutdown(context)
     if context.is_main:

@@ -81,8 +81,9 @@ class RunFolder:
         remove it."""
         if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
             raise RunFolderError(
-                f"{self.root} already exists; pass --resume to continue that run, or choose "
-                "another --output"
+                f"{self.root} already exists; pass {{resume}} to continue that run, or choose "
+                "another run folder",
+                resume=True,
             )
         missing = [folder for folder in (self.root, *self.root.parents) if not folder.exists()]
         self._made = self.root if made_by_caller else (missing[-1] if missing else None)
@@ -112,11 +113,12 @@ class RunFolder:
     def check_resumable(self) -> None:
         """Raise ``RunFolderError`` unless this folder holds a run with a checkpoint."""
         if not self.root.is_dir():
-            raise RunFolderError(f"--resume: there is no run at {self.root}")
+            raise RunFolderError(f"{{resume}}: there is no run at {self.root}", resume=True)
         if not self.config.is_file() or not self.state.is_file():
             raise RunFolderError(
-                f"--resume: {self.root} has no checkpoint to resume from (no "
-                f"{self.config.name} or {self.state.relative_to(self.root)}); start a new run"
+                f"{{resume}}: {self.root} has no checkpoint to resume from (no "
+                f"{self.config.name} or {self.state.relative_to(self.root)}); start a new run",
+                resume=True,
             )
 
     # -- the resolved configuration -------------------------------------------------------

@@ -90,7 +90,8 @@ class IterationSampler(Sampler[tuple[int, int]]):
             raise DatasetError(
                 f"the training set has {self.dataset_size} images, fewer than one batch of "
                 f"{self.batch_size} for each of {self.context.world_size} process(es); "
-                "lower --batch-size"
+                "lower {batch_size}",
+                batch_size=self.batch_size,
             )
 
     @property
@@ -136,7 +137,8 @@ def load_sample(
         files = dataset.files[key[0]]
         return SampleFailure(
             DataLoaderError,
-            f"out of memory while loading {files.image}; lower --batch-size or --workers",
+            f"out of memory while loading {files.image}; lower the batch size or the number of "
+            "data-loading processes",
         )
     except Exception as exc:  # noqa: BLE001 - a file no check caught: one line naming it
         files = dataset.files[key[0]]
@@ -179,7 +181,8 @@ def worker_deaths() -> Iterator[None]:
             raise
         message = " ".join(str(exc).split())
         raise DataLoaderError(
-            f"{message}; if it ran out of memory, lower --batch-size or --workers"
+            f"{message}; if it ran out of memory, lower the batch size or the number of "
+            "data-loading processes"
         ) from None
 
 

@@ -133,7 +133,7 @@ def test_existing_runs_are_never_overwritten(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    with pytest.raises(RunFolderError, match="already exists; pass --resume"):
+    with pytest.raises(RunFolderError, match="already exists; pass resume=True"):
         RunFolder(folder).create()
     assert (folder / "notes.txt").read_text() == "mine"
     RunFolder(tmp_path / "empty").create()  # a new or empty folder is fine
