@@ -2,9 +2,10 @@
 
 The head is the SDT repositories' one: the last feature map ``[T*B, C, h, w]`` (the real-valued
 residual stream) averaged over the pixels, spiked into integer counts 0..D (SDT-V3's head neuron
-does not normalise them), a linear layer, then the mean over the T time steps. Its weights are ``head.weight`` and ``head.bias``, and the backbone's keep their names
-without a prefix, so ``backbone_state`` has the key layout of the official ImageNet checkpoints
-that ``s2f train --init-backbone`` loads (which drops the head).
+does not normalise them), a linear layer, then the mean over the T time steps. Its weights are
+``head.weight`` and ``head.bias``, and the backbone's keep their names without a prefix, so
+``backbone_state`` has the key layout of the official ImageNet checkpoints that
+``s2f train --init-backbone`` loads (which drops the head).
 """
 
 from __future__ import annotations
