@@ -8,7 +8,6 @@ from spike2former import build_model
 from spike2former.modeling.fusion import optimize_for_inference
 from tests.golden_fixture import FIXTURE, needs_fixture
 from tests.helpers import randomize_, small_config
-from tests.test_golden import golden  # noqa: F401 - pytest fixture
 
 torch_f64 = torch.float64
 
