@@ -21,13 +21,14 @@ from spike2former.pretrain import (
     pretrain,
     resume_pretrain,
 )
+from spike2former.pretrain.loop import BackboneRunFolder
 from spike2former.pretrain.recipe import MAX_CROP, MIN_CROP
 from spike2former.training import RunFolderError
 from spike2former.training.distributed import (
     shutdown,
 )
 
-from .api_options import described
+from .api_options import as_text, described
 from .console import EXIT_USAGE, fail, reported_errors, stderr, stdout
 from .option_source import given_options, option_flags
 from .options import (
@@ -55,6 +56,8 @@ from .threads_option import use_threads
 DEFAULT_PROJECT = Path("runs/pretrain")
 # Options that say how to run, not what to train: a resume may give them.
 _RUN_ONLY = frozenset({"output", "resume_run", "workers", "device", "threads", "quiet"})
+# Options stored in the job under another name.
+_JOB_FIELDS = {"data": "root"}
 # Options that set a recipe field.
 _RECIPE_FIELDS = (
     "iters", "batch_size", "crop_size", "lr", "weight_decay", "warmup_iters", "eval_interval",
@@ -154,10 +157,11 @@ def pretrain_command(
                         recipe=recipe,
                         root=str(data.expanduser().resolve()),
                         train_split=train_split,
-                        val_split=None if val_split.lower() in ("", "none") else val_split,
+                        val_split=_val_split(val_split),
                         seed=seed,
                         log_interval=log_interval,
                         preset=preset,
+                        conventional=conventional,
                     )
                     config = get_preset(preset).replace(spiking=not conventional)
                     torch.manual_seed(seed)
@@ -201,16 +205,49 @@ def _square(text: str) -> int:
 
 
 def _check_resume(ctx: typer.Context, output: Path | None) -> None:
-    """Refuse a resume without ``--output`` or with settings other than the run's."""
+    """Refuse a resume without ``--output``, or with options that disagree with the run's saved
+    settings (options equal to them are welcome), naming them."""
     if output is None:
         raise fail("--resume continues the run given with --output RUN", EXIT_USAGE)
-    given = [name for name in given_options(ctx) if name not in _RUN_ONLY]
-    if given:
-        flags = option_flags(ctx)
-        shown = ", ".join(flags[name] for name in given)
+    try:
+        job = PretrainJob.from_dict(BackboneRunFolder(output).read_config()["job"])
+    except Exception:  # noqa: BLE001 - no readable run: resume_pretrain says what is wrong
+        return
+    saved = {**dataclasses.asdict(job), **dataclasses.asdict(job.recipe)}
+    flags = option_flags(ctx)
+    conflicts = []
+    for name in given_options(ctx):
+        if name in _RUN_ONLY:
+            continue
+        given, kept = _as_saved(name, ctx.params[name]), saved[_JOB_FIELDS.get(name, name)]
+        if given == kept:
+            continue
+        if isinstance(kept, bool):
+            started = "with" if kept else "without"
+            conflicts.append(f"{flags[name]} (the run was started {started} it)")
+        else:
+            conflicts.append(f"{flags[name]} {as_text(given)} (the run's: {as_text(kept)})")
+    if conflicts:
         raise fail(
-            f"--resume continues {output} with its saved settings; leave out {shown}", EXIT_USAGE
+            f"--resume continues {output} with its saved settings; these differ: "
+            f"{', '.join(conflicts)}; leave them out, or start a new run with another --output",
+            EXIT_USAGE,
         )
+
+
+def _as_saved(name: str, value: Any) -> Any:
+    """An option's value as the run's configuration stores it."""
+    if name == "crop_size":
+        return _square(value)
+    if name == "data":
+        return str(Path(value).expanduser().resolve())
+    if name == "val_split":
+        return _val_split(value)
+    return value
+
+
+def _val_split(text: str) -> str | None:
+    return None if text.lower() in ("", "none") else text
 
 
 class _Progress:

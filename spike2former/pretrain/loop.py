@@ -61,6 +61,7 @@ class PretrainJob:
     seed: int = 0
     log_interval: int = 50
     preset: str | None = None
+    conventional: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -113,15 +113,22 @@ def test_an_existing_run_is_refused_and_kept(good: Path, tmp_path: Path) -> None
     assert (out / "mine.txt").read_text() == "keep me"
 
 
-def test_resume_refuses_settings_and_missing_runs(good: Path, tmp_path: Path) -> None:
+def test_resume_takes_the_run_settings_and_refuses_other_ones(good: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["pretrain", "--resume", "--output", str(tmp_path / "x")])
     assert_one_error_line(result, 2, "no run at")
     result = CliRunner().invoke(app, ["pretrain", "--resume"])
     assert_one_error_line(result, 2, "--output RUN")
-    result = CliRunner().invoke(
-        app, ["pretrain", "--resume", "--output", str(tmp_path), "--iters", "9"]
-    )
-    assert_one_error_line(result, 2, "--iters")
+
+    out = tmp_path / "run"
+    args = pretrain_args(good, out, 2)
+    assert CliRunner().invoke(app, args).exit_code == 0
+    # the command that started the run, with --resume: its own settings are accepted
+    assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0
+    conflicting = [*args, "--resume", "--iters", "9", "--crop-size", "48", "--conventional"]
+    line = assert_one_error_line(CliRunner().invoke(app, conflicting), 2, "differ")
+    assert "--iters 9 (the run's: 2)" in line
+    assert "--crop-size 48 (the run's: 32)" in line
+    assert "--conventional (the run was started without it)" in line
 
 
 def test_a_segmentation_model_file_is_not_a_backbone_file(tmp_path: Path) -> None:
