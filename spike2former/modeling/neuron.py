@@ -107,3 +107,11 @@ class SpikingNeuron(nn.Module):
     def extra_repr(self) -> str:
         scale = f", scale={self.scale:g}" if self.scale != 1.0 else ""
         return f"levels={self.levels}{scale}"
+
+
+def set_spiking(network: nn.Module, enabled: bool) -> None:
+    """Switch every neuron of ``network`` between integer spikes and its real-valued (clamped)
+    counterpart."""
+    for module in network.modules():
+        if isinstance(module, SpikingNeuron):
+            module.quantize = enabled

@@ -9,7 +9,7 @@ from ..config import ModelConfig
 from .backbone import SpikingMetaFormer
 from .head import MaskFormerHead
 from .mask_logits import MaskLogits, StageMaskLogits
-from .neuron import SpikingNeuron
+from .neuron import set_spiking
 from .pixel_major import channels_last, pointwise_per_sample
 
 
@@ -93,9 +93,7 @@ class Spike2Former(nn.Module):
 
     def set_spiking(self, enabled: bool) -> None:
         """Switch every neuron between integer spikes and its real-valued (clamped) counterpart."""
-        for module in self.modules():
-            if isinstance(module, SpikingNeuron):
-                module.quantize = enabled
+        set_spiking(self, enabled)
 
 
 def combine_masks(class_logits: Tensor, mask_logits: Tensor, size: tuple[int, int]) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..modeling.backbone import SpikingMetaFormer
-from ..modeling.neuron import SpikingNeuron
+from ..modeling.neuron import SpikingNeuron, set_spiking
 
 HEAD_KEYS = ("head.weight", "head.bias")
 
@@ -43,9 +43,7 @@ class BackboneClassifier(nn.Module):
 
     def set_spiking(self, enabled: bool) -> None:
         """Integer spikes, or every neuron's real-valued counterpart (a conventional network)."""
-        for module in self.modules():
-            if isinstance(module, SpikingNeuron):
-                module.quantize = enabled
+        set_spiking(self, enabled)
 
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] != 3:
