@@ -35,16 +35,24 @@ _DTYPES = {
 
 def save_model(model: Spike2Former, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` to ``path`` atomically (a temporary file renamed into place)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "config": model.config.to_json(),
     }
+    return write_tensors(model.state_dict(), metadata, path)
+
+
+def write_tensors(
+    state: Mapping[str, Tensor], metadata: dict[str, str], path: str | os.PathLike[str]
+) -> Path:
+    """``state`` (copied to the CPU, contiguous) and ``metadata`` as a safetensors file at
+    ``path``, atomically; a failure to write is a one-line ``CheckpointError``."""
+    tensors = {key: value.detach().contiguous().cpu() for key, value in state.items()}
 
     def write(tmp: str) -> None:
         try:
-            save_file(state, tmp, metadata=metadata)
+            save_file(tensors, tmp, metadata=metadata)
         except SafetensorError as exc:  # the writer's I/O errors (a full disk) arrive as these
             raise OSError(_one_line(exc)) from None
 

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from ..atomic import write_atomically
 from ..config import ModelConfig
-from ..errors import CheckpointError, OutputError
+from ..errors import CheckpointError
+from ..model_file import write_tensors
 from .classifier import BackboneClassifier
 
 FORMAT_NAME = "s2f-backbone"
@@ -27,24 +26,13 @@ FORMAT_VERSION = "1"
 
 def save_classifier(model: BackboneClassifier, path: str | os.PathLike[str]) -> Path:
     """Write ``model``'s backbone and head to ``path`` atomically."""
-    state = {key: value.contiguous().cpu() for key, value in model.backbone_state().items()}
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "config": model.config.to_json(),
         "class_names": json.dumps(list(model.class_names)),
     }
-
-    def write(tmp: str) -> None:
-        try:
-            save_file(state, tmp, metadata=metadata)
-        except SafetensorError as exc:  # the writer's I/O errors (a full disk) arrive as these
-            raise OSError(" ".join(str(exc).split())) from None
-
-    try:
-        return write_atomically(path, write)
-    except OutputError as exc:
-        raise CheckpointError(str(exc)) from None
+    return write_tensors(model.backbone_state(), metadata, path)
 
 
 def load_classifier(
