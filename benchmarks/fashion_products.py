@@ -36,11 +36,10 @@ from fashion_scenes import (  # noqa: E402 - the script beside this one
     SPLIT_CODES,
     Photo,
     _background,
-    _tint,
-    _upscale,
     add_source_arguments,
     load_sources,
     timed_build,
+    tinted_item,
 )
 
 from spike2former.errors import DatasetError  # noqa: E402
@@ -57,11 +56,7 @@ def compose_product(
     canvas = _background(rng, photos[int(rng.integers(len(photos)))].pixels, size)
     height = max(8, int(round(size * rng.uniform(*OBJECT_SIDE))))
     width = min(size, max(4, int(round(height * rng.uniform(0.85, 1.15)))))
-    grey, alpha = _upscale(item, width, height)
-    if rng.random() < 0.5:
-        grey, alpha = grey[:, ::-1], alpha[:, ::-1]
-    colour = (grey.astype(np.float32)[..., None] / 255) * _tint(rng) * 255
-    colour *= np.float32(rng.uniform(0.85, 1.25))
+    colour, alpha = tinted_item(rng, item, width, height)
     top = int(rng.integers(0, size - height + 1))
     left = int(rng.integers(0, size - width + 1))
     a = alpha[..., None]

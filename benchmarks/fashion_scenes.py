@@ -309,6 +309,19 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
     return np.array([blue, green, red], np.float32)
 
 
+def tinted_item(
+    rng: np.random.Generator, item: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 28x28 item at ``height x width``, mirrored at random, its grey levels times a random
+    colour and brightness: BGR float32 ``[height, width, 3]`` and its alpha matte."""
+    grey, alpha = _upscale(item, width, height)
+    if rng.random() < 0.5:
+        grey, alpha = grey[:, ::-1], alpha[:, ::-1]
+    colour = (grey.astype(np.float32)[..., None] / 255) * _tint(rng) * 255
+    colour *= np.float32(rng.uniform(0.85, 1.25))
+    return colour, alpha
+
+
 def compose_scene(
     rng: np.random.Generator,
     photos: Sequence[Photo],
@@ -328,11 +341,7 @@ def compose_scene(
         item = items[index]
         height = int(rng.integers(smallest, largest + 1))
         width = max(4, int(round(height * rng.uniform(0.85, 1.15))))
-        grey, alpha = _upscale(item, width, height)
-        if rng.random() < 0.5:
-            grey, alpha = grey[:, ::-1], alpha[:, ::-1]
-        colour = (grey.astype(np.float32)[..., None] / 255) * _tint(rng) * 255
-        colour *= np.float32(rng.uniform(0.85, 1.25))
+        colour, alpha = tinted_item(rng, item, width, height)
         top = int(rng.integers(-height // 4, size - 3 * height // 4 + 1))
         left = int(rng.integers(-width // 4, size - 3 * width // 4 + 1))
         y0, x0 = max(top, 0), max(left, 0)
