@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..inference.devices import place, precision_name
+from ..inference.devices import PlacedRunner
 from ..inference.memory import DEFAULT_MAX_MEMORY
 from ..inference.pass_memory import PassMemory, reference_bound
 from ..inference.preprocess import network_input_size, normalize, resize_image
@@ -90,7 +90,7 @@ CSV_COLUMNS = (
 )
 
 
-class FiringRun:
+class FiringRun(PlacedRunner):
     """Measures firing rates (and energy) image by image; see the module docstring.
 
     Args:
@@ -114,9 +114,8 @@ class FiringRun:
         constants: EnergyConstants | None = None,
         max_memory: float | None = DEFAULT_MAX_MEMORY,
     ) -> None:
-        self.device, self.dtype, self.precision_note = place(device, precision)
+        super().__init__(model.config.test_size, device, precision, imgsz, max_memory)
         self.network = copy.deepcopy(model).eval().to(device=self.device, dtype=self.dtype)
-        self.imgsz = model.config.test_size if imgsz is None else imgsz
         self.all_stages = all_stages
         self.monitor = FiringRateMonitor(self.network)
         self.meter = EnergyMeter(self.network, constants) if energy else None
@@ -124,10 +123,6 @@ class FiringRun:
         self.totals = FiringTotals()
         bound = reference_bound(model.config, self.dtype)
         self.memory = PassMemory(self._forward, self.dtype, self.device, max_memory, bound)
-
-    @property
-    def precision(self) -> str:
-        return precision_name(self.dtype)
 
     @property
     def stages(self) -> str:

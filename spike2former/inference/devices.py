@@ -81,3 +81,27 @@ def cpu_has_native_bf16() -> bool:
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return True
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+class PlacedRunner:
+    """What every image runner (``Predictor``, ``firing.FiringRun``) resolves the same way from
+    its ``device``, ``precision``, ``imgsz`` and ``max_memory`` settings: the device and dtype it
+    runs in (``precision_note`` says why a precision fell back), the short side images are
+    resized to (the model's test size by default, 0 = native size) and the memory cap."""
+
+    def __init__(
+        self,
+        test_size: int,
+        device: str,
+        precision: str,
+        imgsz: int | None,
+        max_memory: float | None,
+    ) -> None:
+        self.device, self.dtype, self.precision_note = place(device, precision)
+        self.imgsz = test_size if imgsz is None else imgsz
+        self.max_memory = max_memory
+
+    @property
+    def precision(self) -> str:
+        """The precision actually used (after any fallback)."""
+        return precision_name(self.dtype)

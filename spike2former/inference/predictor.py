@@ -19,7 +19,7 @@ from ..datasets.metadata import palette_for
 from ..modeling.fusion import optimize_for_inference
 from ..modeling.spike2former import Spike2Former
 from .compiled import CompiledScores, SemanticScores
-from .devices import place, precision_name
+from .devices import PlacedRunner
 from .memory import (
     COARSE_BYTES_PER_PIXEL,
     DEFAULT_MAX_MEMORY,
@@ -55,7 +55,7 @@ class Prediction:
         return {int(c): float(counts[c] / total) for c in order}
 
 
-class Predictor:
+class Predictor(PlacedRunner):
     """Runs a Spike2Former model on RGB images.
 
     Args:
@@ -82,16 +82,14 @@ class Predictor:
         compile: bool = False,
         max_memory: float | None = DEFAULT_MAX_MEMORY,
     ) -> None:
-        self.device, self.dtype, self.precision_note = place(device, precision)
         config = model.config
+        super().__init__(config.test_size, device, precision, imgsz, max_memory)
         network = optimize_for_inference(model) if optimize else copy.deepcopy(model).eval()
         self.model = network.to(device=self.device, dtype=self.dtype)
         scores = SemanticScores(self.model)
         self._eager_scores = scores
         self._scores = CompiledScores(scores) if compile else scores
         self._peak_per_pixel: float | None = None
-        self.max_memory = max_memory
-        self.imgsz = config.test_size if imgsz is None else imgsz
         self.num_classes = config.head.num_classes
         self.class_names = config.class_names or tuple(
             f"class {i}" for i in range(self.num_classes)
@@ -111,11 +109,6 @@ class Predictor:
     def compile_note(self) -> str | None:
         """Why compilation was given up, if it was."""
         return self._scores.note if isinstance(self._scores, CompiledScores) else None
-
-    @property
-    def precision(self) -> str:
-        """The precision actually used (after any fallback)."""
-        return precision_name(self.dtype)
 
     def check_fits(self, height: int, width: int, count: int = 1) -> None:
         """Raise ``MemoryLimitError`` when ``count`` images of ``height x width`` segmented in

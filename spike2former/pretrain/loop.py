@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,24 +22,19 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from ..errors import DatasetError
 from ..training.checkpoint import RunFolder, TrainState
-from ..training.data import train_loader
 from ..training.distributed import (
     DistributedContext,
-    all_reduce_mean,
     all_reduce_sum_,
-    barrier,
-    wrap,
 )
+from ..training.iterations import Optimisation, StepOutcome, run_iterations
 from ..training.run_lifecycle import (
-    notify,
     prepared_for_resume,
     resumable_config,
     started_run,
-    starting_point,
-    training_state,
 )
 from .augment import EvalTransform, TrainTransform
 from .backbone_file import load_classifier, save_classifier
@@ -170,73 +164,35 @@ def _run(
     workers: int,
     callbacks: PretrainCallbacks | None,
 ) -> PretrainResult:
-    recipe, device = job.recipe, context.device
-    callbacks = callbacks if context.is_main else None
+    recipe = job.recipe
     torch.manual_seed(job.seed)
     train_set, val_set = datasets
 
-    model = model.to(device).train()
+    model = model.to(context.device).train()
     lr = recipe.peak_lr(recipe.batch_size * context.world_size)
     optimizer = build_optimizer(model, recipe, lr)
     scheduler = build_scheduler(optimizer, recipe, lr)
 
-    start, best, best_iteration = starting_point(run, model, state, context, optimizer, scheduler)
-
-    network = wrap(model, context)
-    batches = train_loader(train_set, recipe.batch_size, context, job.seed, start, workers)  # type: ignore[arg-type]
-    notify(callbacks, "on_start", start, recipe.iters, job)
-
-    window_loss, window_count, window_time = 0.0, 0, 0.0
-    for iteration in range(start, recipe.iters):
-        tick = time.perf_counter()
-        images, labels, _ = next(batches)
-        images, labels = images.to(device, non_blocking=True), labels.to(device)
-        logits = network(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+    def step(network: torch.nn.Module, images: Tensor, labels: Tensor) -> StepOutcome:
+        loss = F.cross_entropy(network(images), labels, label_smoothing=recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         lr_now = float(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+        return StepOutcome(loss, {}, lr_now)
 
-        done = iteration + 1
-        window_loss += loss.item()
-        window_count += 1
-        window_time += time.perf_counter() - tick
-        notify(callbacks, "on_iteration", done, loss.item(), lr_now)
+    def validate() -> dict[str, float]:
+        top1, top5 = evaluate_accuracy(model, val_set, recipe.batch_size, context)
+        return {"top1": top1, "top5": top5}
 
-        if done % job.log_interval == 0 or done == recipe.iters:
-            (mean_loss,) = all_reduce_mean([window_loss / window_count], context)
-            images_seen = window_count * recipe.batch_size * context.world_size
-            record = {
-                "iter": done,
-                "event": "train",
-                "lr": lr_now,
-                "loss": round(mean_loss, 6),
-                "time": round(window_time / window_count, 4),
-                "images_per_s": round(images_seen / window_time, 3) if window_time else None,
-            }
-            if context.is_main:
-                run.append_metrics(record)
-            window_loss, window_count, window_time = 0.0, 0, 0.0
-        if val_set is not None and (done % recipe.eval_interval == 0 or done == recipe.iters):
-            top1, top5 = evaluate_accuracy(model, val_set, recipe.batch_size, context)
-            improved = best is None or top1 > best
-            if improved:
-                best, best_iteration = top1, done
-            record = {"iter": done, "event": "val", "top1": top1, "top5": top5, "best_top1": best}
-            if context.is_main:
-                if improved:
-                    run.save_best(model)
-                run.append_metrics(record)
-                notify(callbacks, "on_eval", record)
-        if done % recipe.checkpoint_interval == 0 or done == recipe.iters:
-            if context.is_main:
-                run.save_checkpoint(
-                    model, training_state(done, optimizer, scheduler, best, best_iteration)
-                )
-    barrier(context)
-    return PretrainResult(run.root, max(start, recipe.iters), best, best_iteration)
+    progress = run_iterations(
+        run, model, context, state, Optimisation(optimizer, scheduler),
+        job=job, train_set=train_set, workers=workers, step=step,
+        validate=validate if val_set is not None else None, score="top1",
+        callbacks=callbacks,
+    )  # fmt: skip
+    return PretrainResult(run.root, progress.iteration, progress.best, progress.best_iteration)
 
 
 @torch.no_grad()

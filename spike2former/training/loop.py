@@ -2,7 +2,8 @@
 
 ``train(model, job, run_dir)`` starts a run, ``resume(run_dir)`` continues one from its last
 checkpoint; both check the data, the crop and the memory first (``preflight``), before anything
-is written, and end in ``_run``, which is the whole algorithm:
+is written, and end in ``_run``, which holds the algorithm (the iterations around its step and
+validation are ``iterations.run_iterations``, shared with backbone pretraining):
 
 1. data: the training set with the recipe's augmentation, in the resumable order of
    ``data.IterationSampler`` (each process its own share under ``torchrun``); the validation set
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,25 +38,21 @@ from torch import Tensor
 from ..datasets import DatasetError, SegmentationDataset
 from ..modeling.spike2former import Spike2Former
 from .checkpoint import RunFolder, TrainState
-from .data import train_loader, train_pipeline
+from .data import train_pipeline
 from .distributed import (
     DistributedContext,
     all_reduce_mean,
-    barrier,
-    wrap,
 )
 from .evaluate import evaluate
+from .iterations import Optimisation, StepOutcome, run_iterations
 from .lean import LeanTraining, build_criterion, prepare_model, step_losses
 from .optim import build_optimizer, build_scheduler
 from .preflight import check_run
 from .recipe import TrainRecipe
 from .run_lifecycle import (
-    notify,
     prepared_for_resume,
     resumable_config,
     started_run,
-    starting_point,
-    training_state,
 )
 from .setup import DataSpec
 
@@ -198,13 +194,9 @@ def _run(
     callbacks: TrainCallbacks | None,
 ) -> TrainResult:
     recipe, device = job.recipe, context.device
-    callbacks = callbacks if context.is_main else None
     torch.manual_seed(job.seed)
-
-    # 1. Data (built by ``_datasets``; the training order starts at this run's iteration).
     train_set, val_set = datasets
 
-    # 2. Network, loss, optimiser, schedule.
     model = prepare_model(model.to(device).train(), LEAN)
     criterion = build_criterion(model, recipe.cls_cost, LEAN).to(device)
     queries = model.config.head.num_queries
@@ -214,28 +206,12 @@ def _run(
     amp_dtype = _amp_dtype(device) if job.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
-    start, best_miou, best_iteration = starting_point(
-        run, model, state, context, optimizer, scheduler, scaler
-    )
-
-    network = wrap(model, context)
-    batches = train_loader(train_set, recipe.batch_size, context, job.seed, start, workers)
-    notify(callbacks, "on_start", start, recipe.iters, job)
-
-    # 3. The iterations.
-    window = _Window()
-    for iteration in range(start, recipe.iters):
-        tick = time.perf_counter()
-        images, labels, _ = next(batches)
-        images, labels = images.to(device, non_blocking=True), labels.to(device)
-        window.data_time += time.perf_counter() - tick
-
+    def step(network: torch.nn.Module, images: Tensor, labels: Tensor) -> StepOutcome:
         (num_masks,) = all_reduce_mean([criterion.local_mask_count(labels, queries)], context)
         losses = step_losses(
             network, criterion, images, labels, LEAN, num_masks=num_masks, autocast_dtype=amp_dtype
         )
         loss = torch.stack(list(losses.values())).sum()
-
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -244,40 +220,19 @@ def _run(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        return StepOutcome(loss, losses, lr_now, grad_norm)
 
-        done = iteration + 1
-        window.add(losses, loss, grad_norm, time.perf_counter() - tick)
-        notify(callbacks, "on_iteration", done, loss.item(), lr_now)
+    def validate() -> dict[str, float]:
+        scores = evaluate(model, val_set, context=context)
+        return {"mIoU": scores.mIoU, "mAcc": scores.mAcc, "aAcc": scores.aAcc}
 
-        # 4. Logs, validation, checkpoints.
-        if done % job.log_interval == 0 or done == recipe.iters:
-            record = window.record(done, lr_now, recipe, context)
-            if context.is_main:
-                run.append_metrics(record)
-                notify(callbacks, "on_log", record)
-            window = _Window()
-        if val_set is not None and (done % recipe.eval_interval == 0 or done == recipe.iters):
-            scores = evaluate(model, val_set, context=context)
-            record = {"iter": done, "event": "val", "mIoU": scores.mIoU, "mAcc": scores.mAcc}
-            record["aAcc"] = scores.aAcc
-            improved = best_miou is None or scores.mIoU > best_miou
-            if improved:
-                best_miou, best_iteration = scores.mIoU, done
-            record["best_mIoU"] = best_miou
-            if context.is_main:
-                if improved:
-                    run.save_best(model)
-                run.append_metrics(record)
-                notify(callbacks, "on_eval", record)
-        if done % recipe.checkpoint_interval == 0 or done == recipe.iters:
-            if context.is_main:
-                run.save_checkpoint(
-                    model,
-                    training_state(done, optimizer, scheduler, best_miou, best_iteration, scaler),
-                )
-                notify(callbacks, "on_checkpoint", done)
-    barrier(context)
-    return TrainResult(run.root, max(start, recipe.iters), best_miou, best_iteration)
+    progress = run_iterations(
+        run, model, context, state, Optimisation(optimizer, scheduler, scaler),
+        job=job, train_set=train_set, workers=workers, step=step,
+        validate=validate if val_set is not None else None, score="mIoU",
+        callbacks=callbacks,
+    )  # fmt: skip
+    return TrainResult(run.root, progress.iteration, progress.best, progress.best_iteration)
 
 
 def _run_config(model: Spike2Former, job: TrainJob, context: DistributedContext) -> dict[str, Any]:
@@ -315,38 +270,3 @@ def _base_lr(optimizer: torch.optim.Optimizer) -> float:
         if group.get("name") != "backbone":
             return float(group["lr"])
     return float(optimizer.param_groups[0]["lr"])
-
-
-class _Window:
-    """Sums over the iterations since the last log line."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.terms: dict[str, float] = {}
-        self.grad_norm = 0.0
-        self.time = 0.0
-        self.data_time = 0.0
-
-    def add(
-        self, losses: dict[str, Tensor], loss: Tensor, grad_norm: float, seconds: float
-    ) -> None:
-        self.count += 1
-        for key, value in {"loss": loss, **losses}.items():
-            self.terms[key] = self.terms.get(key, 0.0) + value.item()
-        self.grad_norm += grad_norm
-        self.time += seconds
-
-    def record(
-        self, iteration: int, lr: float, recipe: TrainRecipe, context: DistributedContext
-    ) -> dict[str, Any]:
-        keys = list(self.terms)
-        means = all_reduce_mean([self.terms[k] / self.count for k in keys], context)
-        images = self.count * recipe.batch_size * context.world_size
-        record: dict[str, Any] = {"iter": iteration, "event": "train", "lr": lr}
-        record.update({key: round(value, 6) for key, value in zip(keys, means, strict=True)})
-        record["grad_norm"] = round(self.grad_norm / self.count, 6)
-        record["time"] = round(self.time / self.count, 4)
-        record["data_time"] = round(self.data_time / self.count, 4)
-        record["images_per_s"] = round(images / self.time, 3) if self.time > 0 else None
-        record["eta_s"] = round((recipe.iters - iteration) * self.time / self.count, 1)
-        return record

@@ -12,6 +12,7 @@ import pytest
 from spike2former import build_model
 from spike2former.pretrain import load_classifier
 from spike2former.training import load_backbone
+from spike2former.training.iterations import TIMING_FIELDS
 from tests.pretrain.helpers import CLASSES, pretrain_args, write_image_folder
 from tests.training.helpers import (
     kill_and_resume,
@@ -62,10 +63,9 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(data: Path, tmp_
     full_run, killed_run = tmp_path / "full", tmp_path / "killed"
     resume = ["pretrain", "--output", str(killed_run), "--resume", "--threads", "1"]
     kill_and_resume(partial(pretrain_args, data, iters=ITERS), resume, full_run, killed_run, ITERS)
-    strip = {"time", "images_per_s"}
     logs = [
         [
-            {k: v for k, v in json.loads(line).items() if k not in strip}
+            {k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
             for line in (run / "metrics.jsonl").read_text().splitlines()
         ]
         for run in (full_run, killed_run)

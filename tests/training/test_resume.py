@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from spike2former import load_model
+from spike2former.training.iterations import TIMING_FIELDS
 from tests.training.helpers import (
     CLASSES,
     kill_and_resume,
@@ -37,9 +38,8 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tmp_path: Path) 
         ("train", 8),
         ("val", 8),
     ]
-    timing = {"time", "data_time", "images_per_s", "eta_s"}
-    assert [{k: v for k, v in r.items() if k not in timing} for r in records] == [
-        {k: v for k, v in r.items() if k not in timing} for r in reference
+    assert [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records] == [
+        {k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in reference
     ]
     # a finished run holds one checkpoint, and its model files carry the class names
     assert sorted(p.name for p in (killed_run / "checkpoint").iterdir()) == [
