@@ -1,11 +1,14 @@
-"""Learning curves of ``s2f train`` runs: validation mIoU and training loss against iterations.
+"""Learning curves of ``s2f train`` or ``s2f pretrain`` runs: the validation score and the
+training loss against iterations.
 
     python benchmarks/learning_curves.py RUN [RUN ...] --labels spiking conventional \
         --plot docs/learning_curves.png
 
-Reads each run's ``metrics.jsonl``, prints a Markdown table of validation mIoU per evaluation
-(one column per run) and draws both curves as a PNG with Pillow (a dependency already): left,
-validation mIoU; right, training loss averaged over each logging interval, on a log scale.
+Reads each run's ``metrics.jsonl``, prints a Markdown table of the validation score per
+evaluation (one column per run: mIoU for segmentation runs, top-1 for pretraining runs; the runs
+of one table are of one kind) and draws both curves as a PNG with Pillow (a dependency already):
+left, the validation score; right, training loss averaged over each logging interval, on a log
+scale.
 """
 
 from __future__ import annotations
@@ -22,16 +25,23 @@ _INK, _GRID, _MUTED = (33, 33, 33), (225, 225, 225), (110, 110, 110)
 _PANEL_W, _PANEL_H, _MARGIN = 420, 260, 56
 
 
-def read_metrics(run: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """(iteration, val mIoU) and (iteration, train loss) pairs of a run folder."""
-    val, loss = [], []
+# The validation score of each kind of run, by its ``metrics.jsonl`` key, and its axis title.
+SCORES = {"mIoU": "validation mIoU (%)", "top1": "validation top-1 (%)"}
+
+
+def read_metrics(run: Path) -> tuple[str, list[tuple[int, float]], list[tuple[int, float]]]:
+    """The run's score key (``mIoU`` or ``top1``), its (iteration, score) and its (iteration,
+    train loss) pairs."""
+    key, val, loss = "mIoU", [], []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if record["event"] == "val" and record["mIoU"] is not None:
-            val.append((record["iter"], record["mIoU"]))
+        if record["event"] == "val":
+            key = next(name for name in SCORES if name in record)
+            if record[key] is not None:
+                val.append((record["iter"], record[key]))
         elif record["event"] == "train":
             loss.append((record["iter"], record["loss"]))
-    return val, loss
+    return key, val, loss
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -82,13 +92,16 @@ def _panel(
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
 
 
-def plot(runs: list[tuple[str, list[tuple[int, float]], list[tuple[int, float]]]]) -> Image.Image:
+def plot(
+    runs: list[tuple[str, list[tuple[int, float]], list[tuple[int, float]]]],
+    score: str = "mIoU",
+) -> Image.Image:
     width = 2 * _PANEL_W + 3 * _MARGIN + 20
     height = _PANEL_H + 2 * _MARGIN + 30
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     top = _MARGIN
-    _panel(draw, (_MARGIN, top), "validation mIoU (%)", [r[1] for r in runs], log_y=False)
+    _panel(draw, (_MARGIN, top), SCORES[score], [r[1] for r in runs], log_y=False)
     _panel(draw, (2 * _MARGIN + _PANEL_W + 20, top), "training loss", [r[2] for r in runs], True)
     font = _font(12)
     x = _MARGIN
@@ -107,7 +120,11 @@ def main() -> None:
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     labels = args.labels or [run.name for run in args.runs]
-    data = [(label, *read_metrics(run)) for label, run in zip(labels, args.runs, strict=True)]
+    read = [read_metrics(run) for run in args.runs]
+    scores = {key for key, _, _ in read}
+    if len(scores) > 1:
+        parser.error("the runs are of different kinds (segmentation and pretraining)")
+    data = [(label, val, loss) for label, (_, val, loss) in zip(labels, read, strict=True)]
     iterations = sorted({i for _, val, _ in data for i, _ in val})
     print("| iteration | " + " | ".join(labels) + " |")
     print("|---|" + "---|" * len(labels))
@@ -116,7 +133,7 @@ def main() -> None:
         print(f"| {it} | " + " | ".join(cells) + " |")
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(data).save(args.plot)
+        plot(data, scores.pop()).save(args.plot)
         print(f"wrote {args.plot}")
 
 
