@@ -3,48 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from spike2former.errors import WeightsSpecError
 from spike2former.presets import PRESETS
 from spike2former.training import (
     ClassCountError,
-    Conflict,
     DataSpec,
     RecipeError,
-    RunFolder,
     RunFolderError,
     RunRequest,
     RunRequestError,
-    TrainJob,
-    init_distributed,
     prepare_run,
     resume,
     resume_conflicts,
     train,
 )
-from spike2former.training.distributed import (
-    DistributedError,
-    shutdown,
-)
 from spike2former.training.preflight import RunSettingsError
 from spike2former.training.recipe import PIPELINES, RECIPES
 from spike2former.weights import DEFAULT_MODEL
 
-from .api_options import as_text, described, option_errors
-from .console import EXIT_USAGE, fail, stderr, stdout
+from .api_options import described
+from .console import stderr
 from .download_progress import download_progress
-from .option_source import given_options, option_flags
 from .options import (
     DATASET_LAYOUTS,
     RUN_FOLDER_HELP,
@@ -66,17 +50,29 @@ from .options import (
     option,
 )
 from .processes import shared_run_dir
+from .run_command import (
+    check_new_run,
+    check_resume,
+    parse_val_split,
+    setting_flags,
+    training_processes,
+)
+from .run_progress import RunLines, print_summary
 from .size_option import parse_size
-from .threads_option import use_threads
 
 DEFAULT_PROJECT = Path("runs/train")
 # Label maps hold 8- or 16-bit class ids.
 MAX_CLASSES = 2**16 - 1
+# What the command says of the run.
+_LINES = RunLines(
+    label="training",
+    done="Trained",
+    start="Training iterations {first}..{iters}, batch {batch_size} per process, crop "
+    "{crop_size}, {pipeline}",
+    validation="iter {iter}: val mIoU {mIoU}, mAcc {mAcc}, aAcc {aAcc} (best {best_mIoU})",
+    best="mIoU {best_miou}",
+)
 
-# Parameters that name a run setting otherwise than the library does (``resume_settings``).
-_SETTINGS = {"data": "root", "dataset_format": "format"}
-# Parameters that say how to run, not what to train: a resume may change them.
-_RUN_ONLY = frozenset({"out", "resume_run", "workers", "device", "threads", "offline", "quiet"})
 # Library errors that mean the options are at fault: exit code 2.
 _USAGE_ERRORS = (
     RunRequestError,
@@ -175,7 +171,7 @@ def train_command(
     overrides = {
         "iters": iters,
         "batch_size": batch_size,
-        "crop_size": parse_size(crop_size, "--crop-size") if crop_size is not None else None,
+        "crop_size": _crop(crop_size) if crop_size is not None else None,
         "lr": lr,
         "weight_decay": weight_decay,
         "backbone_lr_mult": backbone_lr_mult,
@@ -187,202 +183,53 @@ def train_command(
         "checkpoint_interval": checkpoint_interval,
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
-    flags = _flags(ctx)
+    flags = setting_flags(ctx)
     if resume_run:
-        _check_resume(ctx, out, flags)
+        check_resume(ctx, out, resume_conflicts, {"crop_size": _crop, "val_split": parse_val_split})
     else:
-        _check_new_run_arguments(data, dataset_format, out)
-    use_threads(threads)
-
-    with option_errors(flags, usage=(DistributedError,)):
-        context = init_distributed(device)
-    try:
-        callbacks = _Progress(quiet or not context.is_main)
-        with option_errors(flags, usage=_USAGE_ERRORS), callbacks:
-            if resume_run:
-                result = resume(out, context, workers=workers, callbacks=callbacks)  # type: ignore[arg-type]
-            else:
-                assert data is not None and dataset_format is not None
-                request = RunRequest(
-                    data=DataSpec.of(
-                        dataset_format,
-                        data,
-                        train_split=train_split,
-                        val_split=_val_split(val_split),
-                    ),
-                    preset=preset,
-                    model=model,
-                    num_classes=num_classes,
-                    init_backbone=init_backbone,
-                    conventional=conventional,
-                    test_size=test_size,
-                    recipe=recipe,
-                    overrides=overrides,
-                    seed=seed,
-                    amp=amp,
-                    log_interval=log_interval,
-                    offline=offline or None,
-                )
-                prepared = prepare_run(request, download_progress)
-                if context.is_main and not quiet:
-                    for note in prepared.notes:
-                        message = described(note, flags)
-                        stderr.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
-                result = train(
-                    prepared.network,
-                    prepared.job,
-                    out if out is not None else lambda: shared_run_dir(DEFAULT_PROJECT, context),
-                    context,
-                    workers=workers,
-                    callbacks=callbacks,
-                )
-    finally:
-        shutdown(context)
+        check_new_run(data, out, {"--data DIR": data, "--format FORMAT": dataset_format})
+    running = training_processes(device, threads, quiet, _LINES, flags, _USAGE_ERRORS)
+    with running as (context, callbacks):
+        if resume_run:
+            result = resume(out, context, workers=workers, callbacks=callbacks)  # type: ignore[arg-type]
+        else:
+            assert data is not None and dataset_format is not None
+            request = RunRequest(
+                data=DataSpec.of(
+                    dataset_format,
+                    data,
+                    train_split=train_split,
+                    val_split=parse_val_split(val_split),
+                ),
+                preset=preset,
+                model=model,
+                num_classes=num_classes,
+                init_backbone=init_backbone,
+                conventional=conventional,
+                test_size=test_size,
+                recipe=recipe,
+                overrides=overrides,
+                seed=seed,
+                amp=amp,
+                log_interval=log_interval,
+                offline=offline or None,
+            )
+            prepared = prepare_run(request, download_progress)
+            if context.is_main and not quiet:
+                for note in prepared.notes:
+                    message = described(note, flags)
+                    stderr.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
+            result = train(
+                prepared.network,
+                prepared.job,
+                out if out is not None else lambda: shared_run_dir(DEFAULT_PROJECT, context),
+                context,
+                workers=workers,
+                callbacks=callbacks,
+            )
     if context.is_main:
-        if not quiet:
-            best = (
-                f"; best mIoU {result.best_miou:.2f} at iteration {result.best_iteration}"
-                if result.best_miou is not None
-                else ""
-            )
-            stderr.print(
-                f"Trained to iteration {result.iteration}{best}. Run saved to "
-                f"[bold]{escape(str(result.run_dir))}[/]",
-                highlight=False,
-            )
-        stdout.print(str(result.run_dir), highlight=False, markup=False)
+        print_summary(result, _LINES, quiet)
 
 
-def _flags(ctx: typer.Context) -> dict[str, str]:
-    """The option of each run setting, by the library's name for it (``root`` -> ``--data``)."""
-    return {_SETTINGS.get(name, name): flag for name, flag in option_flags(ctx).items()}
-
-
-def _check_resume(ctx: typer.Context, out: Path | None, flags: dict[str, str]) -> None:
-    """Refuse a resume without ``--output``, of a folder that holds no run, or with options that
-    disagree with the run's saved settings (options equal to them are welcome)."""
-    if out is None:
-        raise fail("--resume continues the run given with --output RUN", EXIT_USAGE)
-    run = RunFolder(out)
-    with option_errors(flags, usage=(RunFolderError,)):
-        run.check_resumable()
-        given = {
-            _SETTINGS.get(name, name): _setting(name, ctx.params[name])
-            for name in given_options(ctx)
-            if name not in _RUN_ONLY
-        }
-        conflicts = resume_conflicts(run, given)
-    if conflicts:
-        listed = ", ".join(_conflict(flags[conflict.name], conflict) for conflict in conflicts)
-        them = "it" if len(conflicts) == 1 else "them"
-        raise fail(
-            f"--resume continues {out} with its saved settings: {listed}; leave {them} out, or "
-            "start a new run with another --output",
-            EXIT_USAGE,
-        )
-
-
-def _setting(name: str, value: Any) -> Any:
-    """An option's value as a new run applies it."""
-    if name == "crop_size":
-        return parse_size(value, "--crop-size")
-    if name == "val_split":
-        return _val_split(value)
-    return value
-
-
-def _val_split(text: str) -> str | None:
-    return None if text.lower() in ("", "none") else text
-
-
-def _conflict(flag: str, conflict: Conflict) -> str:
-    if isinstance(conflict.saved, bool):
-        started = "with" if conflict.saved else "without"
-        return f"{flag} conflicts with the run (started {started} it)"
-    return f"{flag} {as_text(conflict.given)} conflicts with the run's {as_text(conflict.saved)}"
-
-
-def _check_new_run_arguments(
-    data: Path | None, dataset_format: str | None, out: Path | None
-) -> None:
-    if data is None or dataset_format is None:
-        raise fail("--data DIR and --format FORMAT are required for a new run", EXIT_USAGE)
-    if not data.is_dir():
-        raise fail(f"--data {data}: no such directory", EXIT_USAGE)
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise fail(
-            f"{out} already exists; pass --resume to continue that run, or choose another --output",
-            EXIT_USAGE,
-        )
-
-
-class _Progress:
-    """Rich progress on stderr (rank 0): loss, lr, it/s, ETA; log lines where stderr is not a
-    terminal, and validation results always."""
-
-    def __init__(self, silent: bool) -> None:
-        self.silent = silent
-        self.live = not silent and stderr.is_terminal
-        self.progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
-            TextColumn("{task.fields[speed]}"),
-            TimeRemainingColumn(),
-            console=stderr,
-            disable=not self.live,
-        )
-        self.task: Any = None
-        self.last_time = 0.0
-
-    def __enter__(self) -> _Progress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)  # type: ignore[arg-type]
-
-    def on_start(self, start: int, total: int, job: TrainJob) -> None:
-        self.task = self.progress.add_task(
-            "training", total=total, completed=start, loss=float("nan"), lr=0.0, speed=""
-        )
-        if not self.silent and start >= job.recipe.iters:
-            self._line(f"The run is complete: {start} of {job.recipe.iters} iterations.")
-        elif not self.silent:
-            recipe = job.recipe
-            self._line(
-                f"Training iterations {start + 1}..{recipe.iters}, batch {recipe.batch_size} "
-                f"per process, crop {recipe.crop_size[0]}x{recipe.crop_size[1]}, "
-                f"{recipe.pipeline}"
-            )
-
-    def on_iteration(self, iteration: int, loss: float, lr: float) -> None:
-        task = self.progress.tasks[0] if self.progress.tasks else None
-        speed = f"{task.speed:.2f} it/s" if task is not None and task.speed else ""
-        self.progress.update(self.task, completed=iteration, loss=loss, lr=lr, speed=speed)
-
-    def on_log(self, record: dict[str, Any]) -> None:
-        if not self.silent and not self.live:
-            self._line(
-                f"iter {record['iter']}: loss {record['loss']:.4f}, lr {record['lr']:.3e}, "
-                f"{record['images_per_s']} images/s"
-            )
-
-    def on_eval(self, record: dict[str, Any]) -> None:
-        if not self.silent:
-            self._line(
-                f"iter {record['iter']}: val mIoU {_pct(record['mIoU'])}, mAcc "
-                f"{_pct(record['mAcc'])}, aAcc {_pct(record['aAcc'])} (best "
-                f"{_pct(record['best_mIoU'])})"
-            )
-
-    def on_checkpoint(self, iteration: int) -> None:
-        return None
-
-    def _line(self, text: str) -> None:
-        self.progress.console.print(text, highlight=False, markup=False)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or value != value else f"{value:.2f}"
+def _crop(text: str) -> tuple[int, int]:
+    return parse_size(text, "--crop-size")

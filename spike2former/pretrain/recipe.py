@@ -44,19 +44,28 @@ class PretrainRecipe:
     checkpoint_interval: int = 5_000
 
     def __post_init__(self) -> None:
-        positive = ("iters", "batch_size", "crop_size", "eval_interval", "checkpoint_interval")
+        positive = ("iters", "batch_size", "eval_interval", "checkpoint_interval")
         for name in positive:
             value = getattr(self, name)
             if value < 1:
-                raise ConfigError(f"pretraining {name} must be at least 1, got {value}")
+                raise ConfigError(f"{{{name}}} must be at least 1", **{name: value})
         if not MIN_CROP <= self.crop_size <= MAX_CROP:
             raise ConfigError(
-                f"pretraining crop_size must lie in {MIN_CROP}..{MAX_CROP}, got {self.crop_size}"
+                f"{{crop_size}}: pretraining crops are {MIN_CROP} to {MAX_CROP} pixels square",
+                crop_size=self.crop_size,
             )
-        if not 0 <= self.label_smoothing < 1 or not 0 <= self.erase_prob <= 1:
-            raise ConfigError("label_smoothing must lie in [0, 1) and erase_prob in [0, 1]")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(
+                "{label_smoothing} must lie in [0, 1)", label_smoothing=self.label_smoothing
+            )
+        if not 0 <= self.erase_prob <= 1:
+            raise ConfigError("{erase_prob} must lie in [0, 1]", erase_prob=self.erase_prob)
         if self.warmup_iters is not None and not 0 <= self.warmup_iters < self.iters:
-            raise ConfigError(f"warmup_iters {self.warmup_iters} must be below iters {self.iters}")
+            raise ConfigError(
+                "{warmup_iters} must be at least 0 and below {iters}",
+                warmup_iters=self.warmup_iters,
+                iters=self.iters,
+            )
 
     @property
     def warmup(self) -> int:

@@ -10,7 +10,8 @@
 - ``preflight``: what a run is checked for before its folder exists (data, crop, memory);
 - ``memory``: the memory a run takes, measured on the network and estimated before it starts;
 - ``checkpoint``: run folders and crash-safe checkpoints;
-- ``resume_settings``: a run's saved settings, and those a resume is given that disagree;
+- ``resume_settings``: a run's saved settings, and those a resume is given that disagree
+  (``settings_conflicts``: the comparison, for pretraining runs too);
 - ``distributed``: ``torchrun`` process groups (NCCL / gloo) and their helpers;
 - ``evaluate``: dataset-level mIoU with whole-image or sliding-window inference.
 """
@@ -23,7 +24,7 @@ from .loop import TrainJob, TrainResult, resume, train
 from .optim import build_optimizer, build_scheduler, parameter_groups
 from .prepare import PreparedRun, RunRequest, RunRequestError, prepare_run
 from .recipe import RECIPES, RecipeError, TrainRecipe, recipe_for, recipe_name_for
-from .resume_settings import Conflict, resume_conflicts, saved_settings
+from .resume_settings import Conflict, resume_conflicts, saved_settings, settings_conflicts
 from .setup import ClassCountError, DataSpec, fit_model_to_data
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "resume",
     "resume_conflicts",
     "saved_settings",
+    "settings_conflicts",
     "train",
     "with_classes",
 ]

@@ -3,6 +3,8 @@
 A resumed run continues with the settings its ``config.json`` records. Giving one of them again
 is harmless when it says the same and a mistake when it does not (the run would go on as before,
 not as asked), so ``resume_conflicts`` lists the disagreements for the caller to refuse.
+``settings_conflicts`` is the comparison itself, over any run's saved settings: pretraining
+runs (``pretrain.resume_settings``) go through it too.
 
 Settings are named as the library names them: the ``TrainRecipe`` fields; ``seed``, ``amp`` and
 ``log_interval`` of ``TrainJob``; ``format``, ``root``, ``train_split`` and ``val_split`` of
@@ -13,7 +15,8 @@ How a run is executed (processes' threads, device, data workers) is no setting: 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,22 +72,45 @@ def resume_conflicts(run: RunFolder, given: Mapping[str, Any]) -> list[Conflict]
     for a name that is no setting.
     """
     saved = saved_settings(run)
+    return settings_conflicts(
+        saved, given, lambda name, value: _as_saved(name, value, given, saved)
+    )
+
+
+def settings_conflicts(
+    saved: Mapping[str, Any],
+    given: Mapping[str, Any],
+    as_saved: Callable[[str, Any], Any] | None = None,
+) -> list[Conflict]:
+    """The ``given`` settings that differ from ``saved`` (every setting of a run, by name), in
+    the order given; any kind of run compares through it.
+
+    ``as_saved(name, value)`` turns a given value into the form the run's configuration keeps;
+    a ``root`` is always compared as the path it names. Raises ``KeyError`` for a name that is
+    no setting.
+    """
     unknown = sorted(set(given) - set(saved))
     if unknown:
         raise KeyError(f"no run settings named {', '.join(unknown)}; known: {', '.join(saved)}")
-    return [
-        Conflict(name, value, saved[name])
-        for name, value in given.items()
-        if _as_saved(name, value, given, saved) != saved[name]
-    ]
+    conflicts = []
+    for name, value in given.items():
+        stored = _resolved(value) if name == "root" else value
+        if as_saved is not None:
+            stored = as_saved(name, stored)
+        if stored != saved[name]:
+            conflicts.append(Conflict(name, value, saved[name]))
+    return conflicts
+
+
+def _resolved(root: str | os.PathLike[str]) -> str:
+    """A data root as a run's configuration keeps it: absolute, ``~`` expanded."""
+    return str(Path(root).expanduser().resolve())
 
 
 def _as_saved(name: str, value: Any, given: Mapping[str, Any], saved: dict[str, Any]) -> Any:
-    """``value`` in the form ``config.json`` keeps it."""
-    if name == "root":
-        return str(Path(value).expanduser().resolve())
+    """A training setting in the form ``config.json`` keeps it (``root`` resolved already)."""
     if name == "format" and value == "cocostuff":
-        root = _as_saved("root", given["root"], given, saved) if "root" in given else saved["root"]
+        root = _resolved(given["root"]) if "root" in given else saved["root"]
         try:
             return DataSpec.of(value, root).format
         except DatasetError:  # neither layout there: it cannot equal the saved one

@@ -3,6 +3,7 @@ and no run folder left behind."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -81,11 +82,12 @@ def test_bad_layouts_fail_in_one_line_and_leave_no_run(
     [
         ({"--preset": "nope"}, 2, "unknown preset"),
         ({"--data": "missing"}, 2, "no such directory"),
-        ({"--crop-size": "4096"}, 2, "--crop-size"),
-        ({"--crop-size": "8"}, 2, "--crop-size"),
+        ({"--crop-size": "4096"}, 2, "--crop-size 4096: pretraining crops are 32 to 1024"),
+        ({"--crop-size": "8x8"}, 2, "--crop-size 8: pretraining crops are 32 to 1024"),
         ({"--iters": "0"}, 2, "--iters"),
         ({"--batch-size": "-1"}, 2, "--batch-size"),
-        ({"--warmup-iters": "10"}, 2, "warmup_iters 10 must be below iters 2"),
+        ({"--warmup-iters": "10"}, 2, "--warmup-iters 10 must be at least 0 and below --iters 2"),
+        ({"--crop-size": "32x48"}, 2, "--crop-size 32x48: pretraining crops are square"),
         ({"--lr": "-1"}, 2, "--lr"),
     ],
 )
@@ -125,10 +127,16 @@ def test_resume_takes_the_run_settings_and_refuses_other_ones(good: Path, tmp_pa
     # the command that started the run, with --resume: its own settings are accepted
     assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0
     conflicting = [*args, "--resume", "--iters", "9", "--crop-size", "48", "--conventional"]
-    line = assert_one_error_line(CliRunner().invoke(app, conflicting), 2, "differ")
-    assert "--iters 9 (the run's: 2)" in line
-    assert "--crop-size 48 (the run's: 32)" in line
-    assert "--conventional (the run was started without it)" in line
+    line = assert_one_error_line(CliRunner().invoke(app, conflicting), 2, "saved settings")
+    assert (
+        f"--resume continues {out} with its saved settings: --iters 9 conflicts with the run's 2, "
+        "--crop-size 48 conflicts with the run's 32, --conventional conflicts with the run "
+        "(started without it); leave them out, or start a new run with another --output"
+    ) in line
+    # the data folder by another spelling, and HxW for the side, are the run's own
+    same = ["pretrain", "--resume", "--output", str(out), "--crop-size", "32x32"]
+    relative = Path(os.path.relpath(good))
+    assert CliRunner().invoke(app, [*same, "--data", str(relative), "-q"]).exit_code == 0
 
 
 def test_a_segmentation_model_file_is_not_a_backbone_file(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from spike2former.training import (
     recipe_for,
     resume_conflicts,
     saved_settings,
+    settings_conflicts,
 )
 from tests.helpers import small_config
 
@@ -88,3 +89,16 @@ def test_unknown_names_and_broken_configurations(run: RunFolder) -> None:
     run.write_config({"job": {}})
     with pytest.raises(CheckpointError, match="unusable run configuration"):
         saved_settings(run)
+
+
+def test_one_comparison_for_any_saved_settings(tmp_path: Path) -> None:
+    saved = {"root": str(tmp_path / "data"), "size": 32, "name": "a"}
+    assert settings_conflicts(saved, {"root": tmp_path / "x" / ".." / "data", "size": 32}) == []
+    assert settings_conflicts(saved, {"size": [32], "name": "b"}) == [
+        Conflict("size", [32], 32),
+        Conflict("name", "b", "a"),
+    ]
+    # ``as_saved`` takes a given value to the form the run keeps
+    assert settings_conflicts(saved, {"size": [32]}, lambda name, value: value[0]) == []
+    with pytest.raises(KeyError, match="no run settings named other"):
+        settings_conflicts(saved, {"other": 1})
