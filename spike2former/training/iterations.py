@@ -25,7 +25,6 @@ from .data import train_loader
 from .distributed import DistributedContext, all_reduce_mean, barrier, wrap
 from .run_lifecycle import notify, starting_point, training_state
 
-
 # The fields of a ``metrics.jsonl`` training line that are measured times, not results.
 TIMING_FIELDS = frozenset({"time", "data_time", "images_per_s", "eta_s"})
 
