@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py --compare-official            # both, one JSON line each
     python benchmarks/train_throughput.py --case s2f --no-compact-spikes  # one technique off
+    python benchmarks/train_throughput.py --case s2f --recompute-backbone  # checkpointing on
 
 Each case runs in a fresh process of its own (so that its peak resident memory is its own) on a
 model with random weights and a synthetic batch; one training step is what
@@ -79,6 +80,7 @@ def lean_settings(args: argparse.Namespace) -> LeanTraining:
         compact_spikes=args.compact_spikes,
         reassociate=args.reassociate,
         loss_chunk_pixels=args.loss_chunk_pixels or None,
+        recompute_backbone=args.recompute_backbone,
     )
 
 
@@ -125,6 +127,7 @@ def run_case(args: argparse.Namespace) -> dict[str, object]:
             "compact_spikes": lean.compact_spikes,
             "reassociate": lean.reassociate,
             "loss_chunk_pixels": lean.loss_chunk_pixels,
+            "recompute_backbone": lean.recompute_backbone,
         },
         "amp": args.amp,
         "seconds_per_step": round(median, 2),
@@ -162,6 +165,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-reassociate", dest="reassociate", action="store_false", help="s2f: official order"
+    )
+    parser.add_argument(
+        "--recompute-backbone",
+        action="store_true",
+        help="s2f: activation checkpointing of the backbone's blocks",
     )
     parser.add_argument(
         "--loss-chunk-pixels",

@@ -92,6 +92,9 @@ VOCABULARY: dict[str, str] = {
     "--conventional": "Train the same network as a conventional one: real-valued neurons "
     "clamp(x, 0, D) / D instead of spikes.",
     "--amp": "Mixed precision (bf16; fp16 on GPUs without bf16).",
+    "--recompute-backbone": "Activation checkpointing: the backbone's blocks run again in "
+    "backward instead of keeping their activations. The same gradients, less memory, more "
+    "time. Without it, only where the step would not fit in memory otherwise.",
     "--seed": "Seed of initialisation and data order.",
     "--log-interval": "Log every N iterations.",
     "--workers": "Data-loading processes.",

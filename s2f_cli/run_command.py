@@ -26,7 +26,16 @@ from .threads_option import use_threads
 _SETTINGS = {"data": "root", "dataset_format": "format"}
 # Options that say how to run, not what to train: a resume may change them.
 _RUN_ONLY = frozenset(
-    {"--output", "--resume", "--workers", "--device", "--threads", "--offline", "--quiet"}
+    {
+        "--output",
+        "--resume",
+        "--workers",
+        "--device",
+        "--threads",
+        "--offline",
+        "--quiet",
+        "--recompute-backbone",
+    }
 )
 
 ConflictsOf = Callable[[RunFolder, Mapping[str, Any]], list[Conflict]]
@@ -109,7 +118,7 @@ def training_processes(
     use_threads(threads)
     context = process_group(device)
     try:
-        progress = RunProgress(quiet or not context.is_main, lines)
+        progress = RunProgress(quiet or not context.is_main, lines, flags)
         with option_errors(flags, usage=usage), progress:
             yield context, progress
     finally:

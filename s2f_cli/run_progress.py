@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .api_options import as_text
+from spike2former.errors import NamesArguments
+
+from .api_options import as_text, described
 from .console import stderr, stdout
 
 
@@ -39,8 +42,11 @@ class RunProgress:
     """A rich bar with loss, lr, it/s and ETA; log lines where stderr is not a terminal, and
     validation results always, as ``lines`` words them; ``silent``: no output at all."""
 
-    def __init__(self, silent: bool, lines: RunLines) -> None:
+    def __init__(
+        self, silent: bool, lines: RunLines, flags: Mapping[str, str] | None = None
+    ) -> None:
         self.silent = silent
+        self.flags = flags
         self.live = not silent and stderr.is_terminal
         self.lines = lines
         self.progress = Progress(
@@ -89,6 +95,13 @@ class RunProgress:
     def on_eval(self, record: dict[str, Any]) -> None:
         if not self.silent:
             self._line(_filled(self.lines.validation, record))
+
+    def on_note(self, note: NamesArguments) -> None:
+        """A library note, naming the command's options (``flags``)."""
+        if not self.silent:
+            self.progress.console.print(
+                f"[yellow]note:[/] {escape(described(note, self.flags))}", highlight=False
+            )
 
     def _line(self, text: str) -> None:
         self.progress.console.print(text, highlight=False, markup=False)

@@ -149,6 +149,7 @@ def train_command(
     val_split: ValSplitOption = "val",
     conventional: ConventionalOption = False,
     amp: Annotated[bool, option("--amp")] = False,
+    recompute_backbone: Annotated[bool, option("--recompute-backbone")] = False,
     seed: SeedOption = 0,
     log_interval: LogIntervalOption = 50,
     workers: WorkersOption = 2,
@@ -191,7 +192,13 @@ def train_command(
     running = training_processes(device, threads, quiet, _LINES, flags, _USAGE_ERRORS)
     with running as (context, callbacks):
         if resume_run:
-            result = resume(out, context, workers=workers, callbacks=callbacks)  # type: ignore[arg-type]
+            result = resume(
+                out,
+                context,
+                workers=workers,
+                callbacks=callbacks,  # type: ignore[arg-type]
+                recompute_backbone=recompute_backbone or None,
+            )
         else:
             assert data is not None and dataset_format is not None
             request = RunRequest(
@@ -226,6 +233,7 @@ def train_command(
                 context,
                 workers=workers,
                 callbacks=callbacks,
+                recompute_backbone=recompute_backbone or None,
             )
     if context.is_main:
         print_summary(result, _LINES, quiet)

@@ -6,6 +6,7 @@ the channels). The outputs are the real-valued residual streams; the head spikes
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..config import BackboneConfig
@@ -13,6 +14,7 @@ from .backbone_sdtv2 import MetaBlockV2, SepConvV2
 from .backbone_sdtv3 import MetaBlockV3
 from .blocks import DownSampling, SepConvSpike, SpikingConvBlock
 from .pixel_major import channels_last
+from .recompute import recomputed
 
 
 class SpikingMetaFormer(nn.Module):
@@ -23,9 +25,14 @@ class SpikingMetaFormer(nn.Module):
     ``pixel_major_convs = True`` (set by ``optimize_for_inference``) runs the convolutional
     stages channels-last, where oneDNN's kernels are faster at these sizes; ``x1`` stays
     channels-last (the pixel decoder wants it so), the other outputs are channel-first.
+
+    ``recompute_blocks = True`` (set by ``training.lean.prepare_model``) keeps only each
+    block's input for backward while gradients are recorded, and runs the block again in
+    backward (``recompute.recomputed``): the same gradients for much less memory.
     """
 
     pixel_major_convs = False
+    recompute_blocks = False
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
@@ -59,16 +66,22 @@ class SpikingMetaFormer(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         if self.pixel_major_convs:
             x = channels_last(x)
-        x = self.ConvBlock1_1[0](self.downsample1_1(x))
+        run = self._run
+        x = run(self.ConvBlock1_1[0], run(self.downsample1_1, x))
         x1 = x
-        x = self.ConvBlock1_2[0](self.downsample1_2(x))
+        x = run(self.ConvBlock1_2[0], run(self.downsample1_2, x))
         x2 = x.contiguous()
-        x = self.ConvBlock2_2[0](self.ConvBlock2_1[0](self.downsample2(x)))
+        x = run(self.ConvBlock2_2[0], run(self.ConvBlock2_1[0], run(self.downsample2, x)))
         x3 = x.contiguous()
-        x = self.downsample3(x).contiguous()
+        x = run(self.downsample3, x).contiguous()
         for block in self.block3:
-            x = block(x)
-        x = self.downsample4(x)
+            x = run(block, x)
+        x = run(self.downsample4, x)
         for block in self.block4:
-            x = block(x)
+            x = run(block, x)
         return [x1, x2, x3, x]
+
+    def _run(self, block: nn.Module, x: Tensor) -> Tensor:
+        if self.recompute_blocks and torch.is_grad_enabled():
+            return recomputed(block, x)
+        return block(x)

@@ -11,7 +11,9 @@ mathematics, only what is kept for the backward pass and the order of some produ
   (``modeling.mask_logits.ProjectedMaskLogits``): the pixel decoder's largest projection is never
   computed, and only the matched queries' maps are computed with gradient;
 - ``loss_chunk_pixels``: the mask terms of the loss in chunks with a closed-form backward
-  (``mask_loss.ChunkedMaskLossSums``) instead of keeping every upsampled map.
+  (``mask_loss.ChunkedMaskLossSums``) instead of keeping every upsampled map;
+- ``recompute_backbone``: each backbone block keeps only its input and runs again in backward
+  (activation checkpointing, ``modeling.recompute``): less memory, more time; off by default.
 
 ``OFFICIAL`` switches all of them off. In float64 the two give the same losses and gradients to
 rounding (tests hold them to 1e-10); in float32 they differ by float rounding, like any two
@@ -40,6 +42,7 @@ class LeanTraining:
     compact_spikes: bool = True
     reassociate: bool = True
     loss_chunk_pixels: int | None = DEFAULT_CHUNK_PIXELS
+    recompute_backbone: bool = False
 
 
 OFFICIAL = LeanTraining(compact_spikes=False, reassociate=False, loss_chunk_pixels=None)
@@ -51,6 +54,7 @@ def prepare_model(model: Spike2Former, lean: LeanTraining) -> Spike2Former:
         if hasattr(module, "keys_first"):
             module.keys_first = lean.reassociate
     model.project_masks_late = lean.reassociate
+    model.backbone.recompute_blocks = lean.recompute_backbone
     return model
 
 

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ..datasets import DatasetError, SegmentationDataset
+from ..errors import Note
 from ..modeling.spike2former import Spike2Former
 from .checkpoint import RunFolder, TrainState
 from .data import train_pipeline
@@ -50,13 +51,15 @@ from .optim import build_optimizer, build_scheduler
 from .preflight import check_run
 from .recipe import TrainRecipe
 from .run_lifecycle import (
+    notify,
     prepared_for_resume,
     resumable_config,
     started_run,
 )
 from .setup import DataSpec
 
-# How every training step is computed (``lean``: the official losses and gradients, cheaper).
+# How every training step is computed (``lean``: the official losses and gradients, cheaper);
+# ``train``/``resume`` may add the backbone's recomputation.
 LEAN = LeanTraining()
 
 
@@ -102,6 +105,7 @@ class TrainCallbacks(Protocol):
     def on_log(self, record: dict[str, Any]) -> None: ...
     def on_eval(self, record: dict[str, Any]) -> None: ...
     def on_checkpoint(self, iteration: int) -> None: ...
+    def on_note(self, note: Note) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,14 @@ def train(
     *,
     workers: int = 0,
     callbacks: TrainCallbacks | None = None,
+    recompute_backbone: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` (already fitted to the data's classes) as ``job`` says, in a new run
     folder ``run_dir`` (an existing non-empty folder is refused), or in the folder a callable
     ``run_dir`` creates (called on every process once the run is checked).
+    ``recompute_backbone``: activation checkpointing of the backbone's blocks (the same
+    gradients for less memory and more time); ``None``: only where the step would not fit in
+    memory otherwise (``callbacks.on_note`` hears of it). A resume may change it.
 
     The data and settings are checked first (``preflight.check_run``): a run that cannot start
     creates nothing. A run that fails before it holds anything worth resuming (a checkpoint
@@ -136,13 +144,10 @@ def train(
             data=dataclasses.replace(job.data, num_classes=model.config.head.num_classes),
         )
     datasets = _datasets(job)
-    check_run(
-        model, job.recipe, datasets, context, workers=workers, lean=LEAN,
-        amp_dtype=_amp_dtype(context.device) if job.amp else None,
-    )  # fmt: skip
+    lean = _fitted_lean(model, job, datasets, context, workers, recompute_backbone, callbacks)
     run = RunFolder(run_dir() if callable(run_dir) else run_dir)
     with started_run(run, context, callable(run_dir), _run_config(model, job, context)):
-        return _run(model, job, run, context, datasets, None, workers, callbacks)
+        return _run(model, job, run, context, datasets, None, workers, callbacks, lean)
 
 
 def resume(
@@ -151,19 +156,46 @@ def resume(
     *,
     workers: int = 0,
     callbacks: TrainCallbacks | None = None,
+    recompute_backbone: bool | None = None,
 ) -> TrainResult:
-    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings
+    (``recompute_backbone`` as for ``train``)."""
     context = context or DistributedContext()
     run = RunFolder(run_dir)
     job = TrainJob.from_dict(resumable_config(run, context)["job"])
     datasets = _datasets(job)
     model, state = run.load_checkpoint(context.device)
-    check_run(
-        model, job.recipe, datasets, context, workers=workers, lean=LEAN,
-        amp_dtype=_amp_dtype(context.device) if job.amp else None,
-    )  # fmt: skip
+    lean = _fitted_lean(model, job, datasets, context, workers, recompute_backbone, callbacks)
     with prepared_for_resume(run, state.iteration, context):
-        return _run(model, job, run, context, datasets, state, workers, callbacks)
+        return _run(model, job, run, context, datasets, state, workers, callbacks, lean)
+
+
+def _fitted_lean(
+    model: Spike2Former,
+    job: TrainJob,
+    datasets: tuple[SegmentationDataset, SegmentationDataset | None],
+    context: DistributedContext,
+    workers: int,
+    recompute_backbone: bool | None,
+    callbacks: TrainCallbacks | None,
+) -> LeanTraining:
+    """The run's checks (``preflight.check_run``) and the step they let it take: recomputing
+    the backbone as asked, or (``None``) where only that fits."""
+    lean = check_run(
+        model, job.recipe, datasets, context, workers=workers,
+        lean=dataclasses.replace(LEAN, recompute_backbone=bool(recompute_backbone)),
+        amp_dtype=_amp_dtype(context.device) if job.amp else None,
+        may_recompute=recompute_backbone is None,
+    )  # fmt: skip
+    if recompute_backbone is None and lean.recompute_backbone and context.is_main:
+        note = Note(
+            "the training step fits in memory only with the backbone's activations recomputed "
+            "in backward, so they are ({recompute_backbone}; the same gradients, a step about "
+            "15 % slower)",
+            recompute_backbone=True,
+        )
+        notify(callbacks, "on_note", note)
+    return lean
 
 
 def _datasets(job: TrainJob) -> tuple[SegmentationDataset, SegmentationDataset | None]:
@@ -192,13 +224,14 @@ def _run(
     state: TrainState | None,
     workers: int,
     callbacks: TrainCallbacks | None,
+    lean: LeanTraining,
 ) -> TrainResult:
     recipe, device = job.recipe, context.device
     torch.manual_seed(job.seed)
     train_set, val_set = datasets
 
-    model = prepare_model(model.to(device).train(), LEAN)
-    criterion = build_criterion(model, recipe.cls_cost, LEAN).to(device)
+    model = prepare_model(model.to(device).train(), lean)
+    criterion = build_criterion(model, recipe.cls_cost, lean).to(device)
     queries = model.config.head.num_queries
     lr = recipe.scaled_lr(recipe.batch_size * context.world_size)
     optimizer = build_optimizer(model, recipe, lr)
@@ -209,7 +242,7 @@ def _run(
     def step(network: torch.nn.Module, images: Tensor, labels: Tensor) -> StepOutcome:
         (num_masks,) = all_reduce_mean([criterion.local_mask_count(labels, queries)], context)
         losses = step_losses(
-            network, criterion, images, labels, LEAN, num_masks=num_masks, autocast_dtype=amp_dtype
+            network, criterion, images, labels, lean, num_masks=num_masks, autocast_dtype=amp_dtype
         )
         loss = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)

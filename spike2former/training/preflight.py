@@ -14,6 +14,7 @@ Every process runs the checks; if any refuses, all stop.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from ..inference.memory import gib
 from ..inference.preprocess import network_input_size
 from ..modeling.spike2former import Spike2Former
 from .data import SampleFailure, load_sample, train_pipeline
-from .distributed import DistributedContext, refused_together
+from .distributed import DistributedContext, all_reduce_mean, refused_together
 from .lean import LeanTraining
-from .memory import Images, Room, coarse, estimate
+from .memory import Images, Room, TrainingMemory, coarse, estimate
 from .recipe import RecipeError, TrainRecipe
 
 # Training images whose sizes are read (from their headers) to check the crop against.
@@ -60,9 +61,12 @@ def check_run(
     workers: int,
     lean: LeanTraining,
     amp_dtype: torch.dtype | None = None,
-) -> None:
+    may_recompute: bool = False,
+) -> LeanTraining:
     """Raise ``DatasetError`` for data that cannot be trained on and ``RunSettingsError`` for
-    settings that do not fit it or this machine; nothing is written."""
+    settings that do not fit it or this machine; nothing is written. Returns ``lean``, or, with
+    ``may_recompute``, ``lean`` recomputing the backbone where only that makes the step fit
+    (on every process if on any: they run one network)."""
     with refused_together(context):
         train_set, val_set = datasets
         check_batches(len(train_set), recipe.batch_size, context)
@@ -84,7 +88,13 @@ def check_run(
             val_image=val_sizes.stored if val_sizes else 0,
             val_input=val_sizes.pixels if val_sizes else 0,
         )
-        check_memory(model, recipe, images, context, workers, lean, amp_dtype)
+        fitted = check_memory(
+            model, recipe, images, context, workers, lean, amp_dtype, may_recompute
+        )
+    if may_recompute and context.distributed:
+        (anywhere,) = all_reduce_mean([float(fitted.recompute_backbone)], context)
+        fitted = dataclasses.replace(lean, recompute_backbone=anywhere > 0)
+    return fitted
 
 
 def check_batches(images: int, batch_size: int, context: DistributedContext) -> None:
@@ -141,26 +151,33 @@ def check_memory(
     workers: int,
     lean: LeanTraining,
     amp_dtype: torch.dtype | None,
-) -> None:
+    may_recompute: bool = False,
+) -> LeanTraining:
     """Refuse a run that would not fit in memory, naming what to lower and how far. The step is
-    measured only when the coarse bound does not fit."""
+    measured only when the coarse bound does not fit. Returns ``lean``, or with
+    ``may_recompute`` ``lean`` recomputing the backbone when only that fits (the advice of a
+    refusal is then for recomputing too)."""
     batch, crop = recipe.batch_size, recipe.crop_size
     room = Room.now(context.device, _processes_here(context))
     if coarse(model, images, context.device).shortfall(room, batch, workers) is None:
-        return
-    need = estimate(
-        model,
-        crop,
-        images,
-        cls_cost=recipe.cls_cost,
-        lean=lean,
-        device=context.device,
-        autocast_dtype=amp_dtype,
-        processes=context.world_size,
-    )
+        return lean
+
+    def measured(lean: LeanTraining) -> TrainingMemory:
+        return estimate(
+            model, crop, images, cls_cost=recipe.cls_cost, lean=lean, device=context.device,
+            autocast_dtype=amp_dtype, processes=context.world_size,
+        )  # fmt: skip
+
+    need = measured(lean)
+    if need.shortfall(room, batch, workers) is None:
+        return lean
+    if may_recompute and not lean.recompute_backbone:
+        lean = dataclasses.replace(lean, recompute_backbone=True)
+        need = measured(lean)
+        if need.shortfall(room, batch, workers) is None:
+            return lean
     short = need.shortfall(room, batch, workers)
-    if short is None:
-        return
+    assert short is not None
     where, needed, free = short
     if workers and need.shortfall(room, batch, 0) is None:
         most = _most(lambda n: need.shortfall(room, batch, n) is None, workers)

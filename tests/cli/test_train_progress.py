@@ -11,6 +11,7 @@ import pytest
 from s2f_cli import pretrain as pretrain_cli
 from s2f_cli import train as train_cli
 from s2f_cli.run_progress import RunProgress, print_summary
+from spike2former.errors import Note
 from spike2former.pretrain import PretrainRecipe, PretrainResult
 from spike2former.training import TrainResult, recipe_for
 
@@ -57,4 +58,16 @@ def test_summaries(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert err.splitlines() == [
         f"Trained to iteration 20; best mIoU 12.35 at iteration 10. Run saved to {tmp_path}",
         f"Pretrained to iteration 8. Run saved to {tmp_path}",
+    ]
+
+
+def test_library_notes_name_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    note = Note("recomputed ({recompute_backbone}; slower)", recompute_backbone=True)
+    flags = {"recompute_backbone": "--recompute-backbone"}
+    with RunProgress(False, train_cli._LINES, flags) as progress:
+        progress.on_note(note)
+    with RunProgress(True, train_cli._LINES, flags) as progress:
+        progress.on_note(note)  # silent: nothing
+    assert capsys.readouterr().err.splitlines() == [
+        "note: recomputed (--recompute-backbone; slower)"
     ]

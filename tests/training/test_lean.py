@@ -40,6 +40,8 @@ LEAN_VARIANTS = {
     "compact-only": dataclasses.replace(OFFICIAL, compact_spikes=True),
     "reassociate-only": dataclasses.replace(OFFICIAL, reassociate=True),
     "chunked-loss-only": dataclasses.replace(OFFICIAL, loss_chunk_pixels=3 * 64 * 64),
+    "recompute-only": dataclasses.replace(OFFICIAL, recompute_backbone=True),
+    "all-and-recompute": LeanTraining(recompute_backbone=True),
 }
 
 
@@ -246,3 +248,44 @@ def test_chunked_mask_loss_gradient_is_the_derivative() -> None:
             lambda lg, c=chunk: ChunkedMaskLossSums.apply(lg, labels, images, classes, terms, c),
             (logits,),
         )
+
+
+def _saved_bytes_and_statistics(
+    model: Spike2Former, images: torch.Tensor, labels: torch.Tensor, lean: LeanTraining
+) -> tuple[int, dict[str, torch.Tensor]]:
+    """Bytes autograd keeps after one forward and the BatchNorm buffers after the backward."""
+    model = prepare_model(copy.deepcopy(model).train(), lean)
+    criterion = build_criterion(model, 2.0, lean)
+    kept: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        losses = step_losses(model, criterion, images, labels, lean)
+    sum(losses.values()).backward()
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    return sum(kept.values()), buffers
+
+
+def test_recomputed_backbone_keeps_less_and_counts_batch_statistics_once(
+    tiny_model: Spike2Former,
+) -> None:
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(7)).double()
+    labels = _labels(2, 64, 64, tiny_model.config.head.num_classes, seed=8)
+    plain = LeanTraining(compact_spikes=False)
+    kept, statistics = _saved_bytes_and_statistics(tiny_model, images, labels, plain)
+    recompute = dataclasses.replace(plain, recompute_backbone=True)
+    kept_recomputing, statistics_recomputing = _saved_bytes_and_statistics(
+        tiny_model, images, labels, recompute
+    )
+    assert kept_recomputing < 0.8 * kept
+    assert statistics.keys() == statistics_recomputing.keys() and statistics
+    for name, value in statistics.items():
+        assert torch.equal(statistics_recomputing[name], value), name
+    # the running statistics did move: the comparison above is not between two untouched states
+    assert any(
+        not torch.equal(value, tiny_model.state_dict()[name]) for name, value in statistics.items()
+    )
