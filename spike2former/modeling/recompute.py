@@ -2,35 +2,40 @@
 
 ``recomputed(module, x)`` runs ``module`` without keeping what its layers save for backward;
 backward runs it again (``torch.utils.checkpoint``, non-reentrant) to get them. The forward is
-deterministic, so the recomputed tensors and every gradient are bit-identical. What would differ
-is BatchNorm's running statistics, which a second training-mode forward would update twice:
-the recomputation restores them, so they end as after one forward.
+deterministic, so the recomputed tensors and every gradient are bit-identical, provided the
+second run starts from the same state: BatchNorm's running statistics, which the first
+training-mode run updated (and which SDT-V2's ``BNAndPad`` reads right after its update), are
+put back as they were before it for the recomputation, and as they were after it afterwards.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 
-@contextmanager
-def unchanged_running_statistics(module: nn.Module) -> Iterator[None]:
-    """The block's BatchNorm buffers as they were before it, whatever the block does."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    kept = [[b.clone() for b in norm.buffers()] for norm in norms]
-    try:
-        yield
-    finally:
-        for norm, saved in zip(norms, kept, strict=True):
-            for buffer, value in zip(norm.buffers(), saved, strict=True):
-                buffer.copy_(value)
+def _running_statistics(module: nn.Module) -> list[Tensor]:
+    return [
+        buffer
+        for norm in module.modules()
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        for buffer in norm.buffers()
+    ]
+
+
+def _copied(buffers: list[Tensor]) -> list[Tensor]:
+    return [buffer.clone() for buffer in buffers]
+
+
+def _restore(buffers: list[Tensor], values: list[Tensor]) -> None:
+    for buffer, value in zip(buffers, values, strict=True):
+        buffer.copy_(value)
 
 
 def recomputed(module: nn.Module, x: Tensor) -> Tensor:
     """``module(x)``, its intermediate tensors recomputed in backward instead of kept."""
+    statistics = _running_statistics(module)
+    before = _copied(statistics)
     calls = 0
 
     def run(inputs: Tensor) -> Tensor:
@@ -38,7 +43,11 @@ def recomputed(module: nn.Module, x: Tensor) -> Tensor:
         calls += 1
         if calls == 1:
             return module(inputs)
-        with unchanged_running_statistics(module):
+        after = _copied(statistics)
+        _restore(statistics, before)
+        try:
             return module(inputs)
+        finally:
+            _restore(statistics, after)
 
     return checkpoint(run, x, use_reentrant=False)

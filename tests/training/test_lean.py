@@ -108,6 +108,20 @@ def test_float64_step_equals_the_official_computation_on_tiny(
     _assert_same_step(reference, _step(tiny_model, images, labels, LEAN_VARIANTS[variant]))
 
 
+@pytest.mark.parametrize("version", ["sdtv2", "sdtv3"])
+def test_float64_recomputed_backbone_equals_the_official_computation(version: str) -> None:
+    # SDT-V2's BNAndPad reads the running statistics its BatchNorm has just updated: the
+    # recomputation must start from the statistics the first run started from
+    config = small_config(backbone={"version": version}, head={"num_queries": 6})
+    model = randomize_(build_model(config), seed=4).double()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5)).double()
+    labels = _labels(2, 64, 64, config.head.num_classes, seed=6)
+    _assert_same_step(
+        _step(model, images, labels, OFFICIAL),
+        _step(model, images, labels, LeanTraining(recompute_backbone=True)),
+    )
+
+
 def test_float64_step_with_repeated_time_steps() -> None:
     config = small_config(backbone={"time_steps": 2}, head={"num_queries": 6})
     model = randomize_(build_model(config), seed=4).double()
