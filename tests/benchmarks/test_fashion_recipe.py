@@ -1,0 +1,74 @@
+"""``benchmarks/fashion_recipe.sh`` end to end on tiny sets (two iterations a stage): the run
+folders, the test score, a rerun that only confirms, the conventional network throughout, and
+a refusal of an unknown network kind. Needs ``dataset-fashion-mnist`` and ``opencv-doc``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCHMARKS / "fashion_recipe.sh"
+sys.path.insert(0, str(BENCHMARKS))
+fashion_scenes = pytest.importorskip("fashion_scenes")
+
+
+def _recipe(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PRETRAIN_ITERS": "2", "SEG_ITERS": "2", "THREADS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # this venv's s2f
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(work), *args],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (fashion_scenes.FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    if not (fashion_scenes.OPENCV_EXAMPLES_DIR / fashion_scenes.OPENCV_TRAIN_PHOTOS[0]).is_file():
+        pytest.skip("opencv-doc photos not installed: apt-get install opencv-doc")
+    root = tmp_path_factory.mktemp("recipe")
+    # small sets in place of the full ones the script would build
+    python = sys.executable
+    subprocess.run(
+        [python, str(BENCHMARKS / "fashion_scenes.py"), str(root / "scenes"), "--train", "4",
+         "--val", "2", "--test", "2", "--size", "256", "--seed", "0"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    subprocess.run(
+        [python, str(BENCHMARKS / "fashion_products.py"), str(root / "products"), "--train",
+         "130", "--val", "10", "--size", "32", "--seed", "0"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return root
+
+
+def test_conventional_recipe_runs_through_and_a_rerun_only_confirms(work: Path) -> None:
+    first = _recipe(work, "conventional")
+    assert first.returncode == 0, first.stderr
+    segmenter = work / "runs" / "seg-conventional"
+    assert first.stdout.splitlines()[-1] == "runs/seg-conventional/test.json"
+    scores = json.loads((segmenter / "test.json").read_text())
+    assert 0 <= scores["mIoU"] <= 100 and "background" in scores["per_class"]
+    for run in ("pretrain-conventional", "seg-conventional"):
+        config = json.loads((work / "runs" / run / "config.json").read_text())
+        conventional = config["job"].get("conventional", config["job"].get("init", {}))
+        assert conventional is True or conventional.get("conventional") is True
+    weights = (segmenter / "weights" / "last.safetensors").read_bytes()
+    again = _recipe(work, "conventional")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("The run is complete") == 2
+    assert (segmenter / "weights" / "last.safetensors").read_bytes() == weights
+
+
+def test_an_unknown_network_kind_is_refused(tmp_path: Path) -> None:
+    result = _recipe(tmp_path / "work", "quantum")
+    assert result.returncode == 2
+    assert "spiking or conventional" in result.stderr
+    assert not (tmp_path / "work").exists()
