@@ -89,6 +89,10 @@ def read_label(path: str | Path) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
                 mode, label = image.mode, np.array(image)
+    except Image.UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        raise DatasetError(
+            f"cannot read label map {path}: not an image format Pillow can decode, or damaged"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises on damaged files
         raise DatasetError(f"cannot read label map {path}: {error}") from None
     if label.ndim != 2:

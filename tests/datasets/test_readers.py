@@ -83,6 +83,11 @@ def test_unreadable_and_missing_files_are_named(tmp_path: Path) -> None:
         read_image(broken)
     with pytest.raises(DatasetError, match=r"label map not found: .*nothing\.png"):
         read_label(tmp_path / "nothing.png")
+    text = tmp_path / "notes.png"
+    text.write_text("a text file under a label map's name\n")
+    with pytest.raises(DatasetError, match=r"label map .*notes\.png: not an image") as e:
+        read_label(text)
+    assert "BytesIO" not in str(e.value)
 
 
 def test_label_conversions() -> None:
