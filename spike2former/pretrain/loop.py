@@ -110,8 +110,7 @@ def pretrain(
     first checkpoint past iteration 0 removes what it wrote."""
     context = context or DistributedContext()
     datasets = _datasets(job, model.class_names)
-    largest = max(check_images(d.split) for d in datasets if d is not None)
-    check_memory(model, job.recipe, context, workers, largest)
+    _check_fits(model, job, context, workers, datasets)
     run = BackboneRunFolder(run_dir() if callable(run_dir) else run_dir)
     config = {"job": job.to_dict(), "processes": context.world_size, "classes": model.class_names}
     with started_run(run, context, callable(run_dir), config):
@@ -131,6 +130,7 @@ def resume_pretrain(
     job = PretrainJob.from_dict(resumable_config(run, context)["job"])
     model, state = run.load_checkpoint(context.device)
     datasets = _datasets(job, model.class_names)
+    _check_fits(model, job, context, workers, datasets)
     with prepared_for_resume(run, state.iteration, context):
         return _run(model, job, run, context, datasets, state, workers, callbacks)
 
@@ -152,6 +152,19 @@ def _datasets(
         return train_set, None
     val_split = scan_split(job.root, job.val_split, classes)
     return train_set, ClassificationSet(val_split, EvalTransform(size), job.seed)
+
+
+def _check_fits(
+    model: BackboneClassifier,
+    job: PretrainJob,
+    context: DistributedContext,
+    workers: int,
+    datasets: tuple[ClassificationSet, ClassificationSet | None],
+) -> None:
+    """Every image's header readable, and a step of the job's batch within this machine's
+    memory (``memory.check_memory``; the network is left as it was)."""
+    largest = max(check_images(d.split) for d in datasets if d is not None)
+    check_memory(model, job.recipe, context, workers, largest)
 
 
 def _run(

@@ -12,14 +12,20 @@ import pytest
 import torch
 
 from spike2former.errors import DatasetError
+from spike2former.inference.memory import MemoryLimitError
 from spike2former.presets import get_preset
 from spike2former.pretrain import (
     BackboneClassifier,
     PretrainRecipe,
+    PretrainRequest,
     load_classifier,
+    prepare_pretraining,
+    pretrain,
+    resume_pretrain,
     save_classifier,
     scan_split,
 )
+from spike2former.pretrain import loop as pretrain_loop
 from spike2former.pretrain.augment import EvalTransform, TrainTransform, random_resized_crop
 from spike2former.pretrain.classifier import top_k_correct
 from spike2former.pretrain.recipe import build_optimizer, build_scheduler
@@ -149,3 +155,22 @@ def test_schedule_warms_up_then_decays_to_the_floor() -> None:
 def test_top_k_counts() -> None:
     logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.05], [0.2, 0.3, 0.5]])
     assert top_k_correct(logits, torch.tensor([1, 2, 0]), (1, 2, 5)) == [1, 1, 3]
+
+
+def test_a_resume_that_no_longer_fits_is_refused_before_touching_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_image_folder(tmp_path / "data", train=2, val=1)
+    overrides = {"iters": 2, "batch_size": 2, "crop_size": 32, "checkpoint_interval": 1}
+    prepared = prepare_pretraining(PretrainRequest("tiny", root, overrides=overrides))
+    run = tmp_path / "run"
+    pretrain(prepared.model, prepared.job, run)
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+
+    def no_room(*_: object) -> None:
+        raise MemoryLimitError("a batch of 2 needs about 9 GB, 1 GB free")
+
+    monkeypatch.setattr(pretrain_loop, "check_memory", no_room)
+    with pytest.raises(MemoryLimitError, match="9 GB"):
+        resume_pretrain(run)
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
