@@ -157,9 +157,15 @@ def evaluate_command(
         )
 
 
+# The most windows one pixel may fall in: mmseg's default stride (2/3 of the window) gives 4;
+# more than this is hours of work that scores the same pixels again and again.
+MAX_WINDOWS_PER_PIXEL = 64
+
+
 def _check_slide(plan: EvalPlan, window_given: bool) -> None:
     """A window to slide (by default a square of the test size), and a stride no longer than
-    the window: a longer one would leave the pixels between windows unscored."""
+    the window (a longer one would leave the pixels between windows unscored) nor so short that
+    each pixel is scored in more than ``MAX_WINDOWS_PER_PIXEL`` windows."""
     if not window_given and not plan.test_size:
         raise fail(
             "the model is evaluated at the images' own size: give --window for --mode slide",
@@ -170,6 +176,15 @@ def _check_slide(plan: EvalPlan, window_given: bool) -> None:
         raise fail(
             f"--stride {down}x{across} is longer than the window {height}x{width}: "
             "the pixels between windows would not be scored; give at most the window",
+            EXIT_USAGE,
+        )
+    overlap = math.ceil(height / down) * math.ceil(width / across)
+    if overlap > MAX_WINDOWS_PER_PIXEL:
+        shortest = math.ceil(height / 8), math.ceil(width / 8)
+        raise fail(
+            f"--stride {down}x{across} scores each pixel in up to {overlap} windows of "
+            f"{height}x{width} ({overlap} times the work of whole images); give at least "
+            f"{shortest[0]}x{shortest[1]}, an eighth of the window",
             EXIT_USAGE,
         )
 

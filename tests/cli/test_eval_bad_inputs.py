@@ -93,6 +93,8 @@ def check(
         (["--mode", "slide", "--window", "big"], "--window takes S or HxW"),
         (["--mode", "slide", "--stride", "0"], "--stride takes S or HxW"),
         (["--mode", "slide", "--window", "8", "--stride", "9"], "is longer than the window"),
+        (["--mode", "slide", "--window", "64", "--stride", "1"], "in up to 4096 windows"),
+        (["--mode", "slide", "--window", "64x32", "--stride", "7x3"], "give at least 8x4"),
         (["--mode", "slide", "--imgsz", "0"], "give --window for --mode slide"),
         (["--device", "cuda:7"], "cuda:7"),
         *INFERENCE_OPTION_ERRORS,
