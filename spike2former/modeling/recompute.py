@@ -14,15 +14,6 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 
-def _running_statistics(module: nn.Module) -> list[Tensor]:
-    return [
-        buffer
-        for norm in module.modules()
-        if isinstance(norm, nn.modules.batchnorm._BatchNorm)
-        for buffer in norm.buffers()
-    ]
-
-
 def _copied(buffers: list[Tensor]) -> list[Tensor]:
     return [buffer.clone() for buffer in buffers]
 
@@ -34,7 +25,7 @@ def _restore(buffers: list[Tensor], values: list[Tensor]) -> None:
 
 def recomputed(module: nn.Module, x: Tensor) -> Tensor:
     """``module(x)``, its intermediate tensors recomputed in backward instead of kept."""
-    statistics = _running_statistics(module)
+    statistics = list(module.buffers())  # BatchNorm's running statistics in these blocks
     before = _copied(statistics)
     calls = 0
 
