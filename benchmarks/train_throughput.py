@@ -47,6 +47,7 @@ from official_training import official_neurons  # noqa: E402
 from spike2former import build_model  # noqa: E402
 from spike2former.inference.allocator import keep_freed_memory  # noqa: E402
 from spike2former.mask_loss import DEFAULT_CHUNK_PIXELS  # noqa: E402
+from spike2former.matching import DEFAULT_COST_CHUNK_PIXELS  # noqa: E402
 from spike2former.training import build_optimizer, build_scheduler, recipe_for  # noqa: E402
 from spike2former.training.lean import (  # noqa: E402
     OFFICIAL,
@@ -80,6 +81,7 @@ def lean_settings(args: argparse.Namespace) -> LeanTraining:
         compact_spikes=args.compact_spikes,
         reassociate=args.reassociate,
         loss_chunk_pixels=args.loss_chunk_pixels or None,
+        cost_chunk_pixels=args.cost_chunk_pixels or None,
         recompute_backbone=args.recompute_backbone,
     )
 
@@ -127,6 +129,7 @@ def run_case(args: argparse.Namespace) -> dict[str, object]:
             "compact_spikes": lean.compact_spikes,
             "reassociate": lean.reassociate,
             "loss_chunk_pixels": lean.loss_chunk_pixels,
+            "cost_chunk_pixels": lean.cost_chunk_pixels,
             "recompute_backbone": lean.recompute_backbone,
         },
         "amp": args.amp,
@@ -176,6 +179,12 @@ def main() -> None:
         type=int,
         default=DEFAULT_CHUNK_PIXELS,
         help="s2f: 0 computes the mask losses at once, as the official code",
+    )
+    parser.add_argument(
+        "--cost-chunk-pixels",
+        type=int,
+        default=DEFAULT_COST_CHUNK_PIXELS,
+        help="s2f: 0 computes the matching costs at once, as the official code",
     )
     args = parser.parse_args()
     if not args.compare_official:

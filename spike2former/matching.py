@@ -21,6 +21,9 @@ from .mask_loss import OFFICIAL_TERMS, MaskLossTerms
 # mmdet FocalLossCost's guard inside the logarithms (not configurable in the official configs).
 FOCAL_COST_LOG_EPS = 1e-12
 
+# Pixels per chunk of the cached-chunk costs: 100 queries' chunk of logits is 1.6 MB in float32.
+DEFAULT_COST_CHUNK_PIXELS = 4096
+
 
 @dataclass(frozen=True)
 class Match:
@@ -91,6 +94,13 @@ class HungarianMatcher:
     focal_cost: float = 20.0
     dice_cost: float = 1.0
     terms: MaskLossTerms = field(default=OFFICIAL_TERMS, kw_only=True)
+    # None: the official formula over all pixels at once; a number: the same sums over at most
+    # this many pixels of every query's map at a time, small enough to stay in cache
+    chunk_pixels: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.chunk_pixels is not None and self.chunk_pixels < 1:
+            raise ValueError(f"chunk_pixels must be positive or None, got {self.chunk_pixels}")
 
     @torch.no_grad()
     def cost_matrices(
@@ -100,25 +110,60 @@ class HungarianMatcher:
         ``gt_labels [G]`` and ``gt_masks [G, h, w]`` (already at the prediction size)."""
         probs = class_logits.softmax(-1)
         class_cost = -probs[..., gt_labels]
-
-        pred = mask_logits.flatten(2).sigmoid()
-        target = gt_masks.flatten(1).to(pred.dtype)
-        num_pixels = pred.shape[-1]
-        alpha, gamma, eps = self.terms.focal_alpha, self.terms.focal_gamma, FOCAL_COST_LOG_EPS
-        neg = -(1 - pred + eps).log() * (1 - alpha) * pred.pow(gamma)
-        pos = -(pred + eps).log() * alpha * (1 - pred).pow(gamma)
-        focal = (
-            torch.einsum("sqp,gp->sqg", pos, target) + torch.einsum("sqp,gp->sqg", neg, 1 - target)
-        ) / num_pixels
-
-        numerator = 2 * torch.einsum("sqp,gp->sqg", pred, target)
-        denominator = pred.sum(-1)[..., None] + target.sum(-1)[None, None, :]
+        logits = mask_logits.flatten(2)
+        target = gt_masks.flatten(1).to(logits.dtype)
+        if self.chunk_pixels is None:
+            focal, overlap, prob_sums = self._mask_sums(logits, target)
+        else:
+            focal, overlap, prob_sums = self._chunked_mask_sums(logits, target, self.chunk_pixels)
+        focal = focal / logits.shape[-1]
         dice_eps = self.terms.dice_eps
-        dice = 1 - (numerator + dice_eps) / (denominator + dice_eps)
-
+        denominator = prob_sums[..., None] + target.sum(-1)[None, None, :]
+        dice = 1 - (2 * overlap + dice_eps) / (denominator + dice_eps)
         return torch.stack(
             [class_cost * self.cls_cost, focal * self.focal_cost, dice * self.dice_cost]
         ).sum(0)
+
+    def _mask_sums(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per query and mask, over pixels: the focal cost sum, Σσ·g; and per query Σσ (the
+        official formulas, each term over the whole map)."""
+        pred = logits.sigmoid()
+        alpha, gamma, eps = self.terms.focal_alpha, self.terms.focal_gamma, FOCAL_COST_LOG_EPS
+        neg = -(1 - pred + eps).log() * (1 - alpha) * pred.pow(gamma)
+        pos = -(pred + eps).log() * alpha * (1 - pred).pow(gamma)
+        focal = torch.einsum("sqp,gp->sqg", pos, target) + torch.einsum(
+            "sqp,gp->sqg", neg, 1 - target
+        )
+        return focal, torch.einsum("sqp,gp->sqg", pred, target), pred.sum(-1)
+
+    def _chunked_mask_sums(
+        self, logits: Tensor, target: Tensor, chunk: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``_mask_sums`` a chunk of pixels at a time, with fewer passes over each chunk.
+
+        Σ pos·g + neg·(1 − g) = Σ (pos − neg)·g + Σ neg, so one product with the masks serves
+        both terms; the temporaries are a chunk large and updated in place.
+        """
+        alpha, gamma, eps = self.terms.focal_alpha, self.terms.focal_gamma, FOCAL_COST_LOG_EPS
+        focal = overlap = prob_sums = None
+        for start in range(0, logits.shape[-1], chunk):
+            pred = logits[..., start : start + chunk].sigmoid()
+            masks = target[:, start : start + chunk].T
+            miss = 1 - pred
+            pos = (pred + eps).log_().mul_(miss.pow(gamma)).mul_(-alpha)
+            neg = miss.add_(eps).log_().mul_(pred.pow(gamma)).mul_(alpha - 1)
+            parts = (
+                pos.sub_(neg) @ masks + neg.sum(-1, keepdim=True),
+                pred @ masks,
+                pred.sum(-1),
+            )
+            if focal is None:
+                focal, overlap, prob_sums = parts
+            else:
+                focal += parts[0]
+                overlap += parts[1]
+                prob_sums += parts[2]
+        return focal, overlap, prob_sums
 
     def match_image(
         self,

@@ -58,8 +58,9 @@ def test_every_term_matches_the_official_loss(official: dict, chunk_pixels: int 
 
 
 @needs_fixture
-def test_matching_matches_the_official_assignment(official: dict) -> None:
-    loss = MaskFormerLoss(7)
+@pytest.mark.parametrize("cost_chunk", [None, 4096, 100], ids=["direct", "one", "many"])
+def test_matching_matches_the_official_assignment(official: dict, cost_chunk: int | None) -> None:
+    loss = MaskFormerLoss(7, HungarianMatcher(chunk_pixels=cost_chunk))
     matches = loss.match(official["class_logits"], official["mask_logits"], official["labels"])
     expected = official["matching_per_stage"]
     assert len(matches) == len(expected) == 7
@@ -242,6 +243,29 @@ def test_stack_stages_puts_the_earliest_stage_first() -> None:
     class_logits, mask_logits = stack_stages(outputs)
     assert class_logits.shape == (3, 1, 2, 3) and mask_logits.shape == (3, 1, 2, 4, 4)
     assert class_logits[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
+def test_chunked_costs_equal_the_official_formula(chunk: int) -> None:
+    """Same costs in float64, also for logits far enough out that the log guard matters."""
+    gen = torch.Generator().manual_seed(3)
+    class_logits = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64)
+    mask_logits = 12 * torch.randn(2, 5, 8, 8, generator=gen, dtype=torch.float64)
+    mask_logits[0, 0] = -60.0  # σ below the 1e-12 guard
+    mask_logits[1, 1] = 60.0  # 1 − σ below it
+    gt_masks = torch.rand(3, 8, 8, generator=gen) < 0.4
+    gt_labels = torch.tensor([0, 2, 1])
+    official = HungarianMatcher().cost_matrices(class_logits, mask_logits, gt_labels, gt_masks)
+    chunked = HungarianMatcher(chunk_pixels=chunk).cost_matrices(
+        class_logits, mask_logits, gt_labels, gt_masks
+    )
+    assert chunked.shape == official.shape == (2, 5, 3)
+    torch.testing.assert_close(chunked, official, rtol=1e-12, atol=0)
+
+
+def test_cost_chunk_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="chunk_pixels must be positive"):
+        HungarianMatcher(chunk_pixels=0)
 
 
 def test_matcher_prefers_the_right_query() -> None:

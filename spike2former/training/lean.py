@@ -12,6 +12,9 @@ mathematics, only what is kept for the backward pass and the order of some produ
   computed, and only the matched queries' maps are computed with gradient;
 - ``loss_chunk_pixels``: the mask terms of the loss in chunks with a closed-form backward
   (``mask_loss.ChunkedMaskLossSums``) instead of keeping every upsampled map;
+- ``cost_chunk_pixels``: the matching's focal and dice costs over a few thousand pixels at a
+  time with fewer, in-place passes (``matching.HungarianMatcher``): the same sums, computed in
+  cache;
 - ``recompute_backbone``: each backbone block keeps only its input and runs again in backward
   (activation checkpointing, ``modeling.recompute``): less memory, more time; off by default.
 
@@ -30,7 +33,7 @@ from torch import Tensor, nn
 
 from ..losses import MaskFormerLoss
 from ..mask_loss import DEFAULT_CHUNK_PIXELS
-from ..matching import HungarianMatcher
+from ..matching import DEFAULT_COST_CHUNK_PIXELS, HungarianMatcher
 from ..modeling.saved_spikes import compact_saved_spikes
 from ..modeling.spike2former import Spike2Former
 
@@ -42,10 +45,13 @@ class LeanTraining:
     compact_spikes: bool = True
     reassociate: bool = True
     loss_chunk_pixels: int | None = DEFAULT_CHUNK_PIXELS
+    cost_chunk_pixels: int | None = DEFAULT_COST_CHUNK_PIXELS
     recompute_backbone: bool = False
 
 
-OFFICIAL = LeanTraining(compact_spikes=False, reassociate=False, loss_chunk_pixels=None)
+OFFICIAL = LeanTraining(
+    compact_spikes=False, reassociate=False, loss_chunk_pixels=None, cost_chunk_pixels=None
+)
 
 
 def prepare_model(model: Spike2Former, lean: LeanTraining) -> Spike2Former:
@@ -61,7 +67,7 @@ def prepare_model(model: Spike2Former, lean: LeanTraining) -> Spike2Former:
 def build_criterion(model: Spike2Former, cls_cost: float, lean: LeanTraining) -> MaskFormerLoss:
     return MaskFormerLoss(
         model.config.head.num_classes,
-        HungarianMatcher(cls_cost),
+        HungarianMatcher(cls_cost, chunk_pixels=lean.cost_chunk_pixels),
         chunk_pixels=lean.loss_chunk_pixels,
     )
 
