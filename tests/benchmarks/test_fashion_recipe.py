@@ -72,3 +72,28 @@ def test_an_unknown_network_kind_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "spiking or conventional" in result.stderr
     assert not (tmp_path / "work").exists()
+
+
+def test_error_breakdown_agrees_with_eval(work: Path) -> None:
+    """``fashion_errors.py`` scores what ``s2f eval`` scores, and its breakdown adds up."""
+    scenes = str(work / "scenes")
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fashion_errors.py"), "s2f-tiny-fashion", scenes,
+         "--threads", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    report = json.loads(run.stdout)
+    s2f = Path(sys.executable).parent / "s2f"
+    evaluated = subprocess.run(
+        [str(s2f), "eval", "--data", scenes, "--format", "folder", "--split", "test", "--json",
+         "--threads", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert abs(report["mIoU"] - json.loads(evaluated.stdout)["mIoU"]) < 0.5
+    confusion = report["confusion"]
+    assert len(confusion) == len(report["class_names"]) == 11
+    assert sum(map(sum, confusion)) == report["scenes"] * 256 * 256 == 2 * 256 * 256
+    assert report["mIoU_right_classes"] >= report["mIoU"]
+    assert 0 <= report["object_accuracy"] <= report["object_found"] <= 100
+    objects = (work / "scenes" / "objects.csv").read_text().splitlines()
+    assert 0 < report["objects"] <= sum(line.startswith("test,") for line in objects)
