@@ -21,7 +21,7 @@ from .mask_loss import OFFICIAL_TERMS, MaskLossTerms
 # mmdet FocalLossCost's guard inside the logarithms (not configurable in the official configs).
 FOCAL_COST_LOG_EPS = 1e-12
 
-# Pixels per chunk of the cached-chunk costs: 100 queries' chunk of logits is 1.6 MB in float32.
+# Pixels per chunk of the chunked matching costs (100 queries × 4,096 float32 logits: 1.6 MB).
 DEFAULT_COST_CHUNK_PIXELS = 4096
 
 
