@@ -85,20 +85,29 @@ def test_models_lists_it_as_bundled() -> None:
     assert row["bundled"] and row["registered"]
 
 
-def test_it_finds_the_objects_of_the_example_scenes() -> None:
-    """Class-agnostic: at its training budget the model outlines objects far better than it
-    names them (README), so this checks the outlines, pooled over the example scenes (an
-    untrained network calls everything background: IoU 0)."""
-    assert len(SCENES) >= 3
+def _pooled_example_pixels() -> tuple[int, int, int]:
+    """Over the example scenes: product pixels found as some product, of those the ones given
+    their right class, and the union of true and predicted product pixels."""
     predictor = Predictor(load_model(resolve_model(DEFAULT_MODEL)), device="cpu")
-    overlap = union = 0
+    found = named = union = 0
     for scene in SCENES:
-        truth = read_label(EXAMPLES / "labels" / f"{scene.stem}.png") > 0
+        truth = read_label(EXAMPLES / "labels" / f"{scene.stem}.png")
         [prediction] = predictor.predict([read_image(scene)])
-        found = prediction.labels > 0
-        overlap += np.count_nonzero(truth & found)
-        union += np.count_nonzero(truth | found)
-    assert overlap / union > 0.25
+        both = (truth > 0) & (prediction.labels > 0)
+        found += np.count_nonzero(both)
+        named += np.count_nonzero(both & (truth == prediction.labels))
+        union += np.count_nonzero((truth > 0) | (prediction.labels > 0))
+    return found, named, union
+
+
+def test_it_finds_and_names_the_objects_of_the_example_scenes() -> None:
+    """Pooled over the example scenes: the outlines (class-agnostic IoU; an untrained network
+    calls everything background, 0) and the names of what it found (ten product classes, so
+    chance is about 0.1; the model trained without a pretrained backbone scored below 0.2)."""
+    assert len(SCENES) >= 3
+    found, named, union = _pooled_example_pixels()
+    assert found / union > 0.6
+    assert named / found > 0.4
 
 
 def test_segment_uses_it_by_default(tmp_path: Path) -> None:
