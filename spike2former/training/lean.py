@@ -14,7 +14,7 @@ mathematics, only what is kept for the backward pass and the order of some produ
   (``mask_loss.ChunkedMaskLossSums``) instead of keeping every upsampled map;
 - ``cost_chunk_pixels``: the matching's focal and dice costs over a few thousand pixels at a
   time with fewer, in-place passes (``matching.HungarianMatcher``): the same sums, computed in
-  cache;
+  cache (in float32 they round differently, so costs tied to rounding may match otherwise);
 - ``recompute_backbone``: each backbone block keeps only its input and runs again in backward
   (activation checkpointing, ``modeling.recompute``): less memory, more time; off by default.
 
