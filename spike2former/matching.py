@@ -145,24 +145,18 @@ class HungarianMatcher:
         both terms; the temporaries are a chunk large and updated in place.
         """
         alpha, gamma, eps = self.terms.focal_alpha, self.terms.focal_gamma, FOCAL_COST_LOG_EPS
-        focal = overlap = prob_sums = None
+        focal = logits.new_zeros(*logits.shape[:-1], target.shape[0])
+        overlap = torch.zeros_like(focal)
+        prob_sums = logits.new_zeros(logits.shape[:-1])
         for start in range(0, logits.shape[-1], chunk):
             pred = logits[..., start : start + chunk].sigmoid()
             masks = target[:, start : start + chunk].T
             miss = 1 - pred
             pos = (pred + eps).log_().mul_(miss.pow(gamma)).mul_(-alpha)
             neg = miss.add_(eps).log_().mul_(pred.pow(gamma)).mul_(alpha - 1)
-            parts = (
-                pos.sub_(neg) @ masks + neg.sum(-1, keepdim=True),
-                pred @ masks,
-                pred.sum(-1),
-            )
-            if focal is None:
-                focal, overlap, prob_sums = parts
-            else:
-                focal += parts[0]
-                overlap += parts[1]
-                prob_sums += parts[2]
+            focal += pos.sub_(neg) @ masks + neg.sum(-1, keepdim=True)
+            overlap += pred @ masks
+            prob_sums += pred.sum(-1)
         return focal, overlap, prob_sums
 
     def match_image(
