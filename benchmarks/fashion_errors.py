@@ -30,19 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spike2former import Predictor, create_model, load_model
+from spike2former import Predictor, load_model
 from spike2former.datasets.io import read_image, read_label
-
-
-def _model(source: str) -> torch.nn.Module:
-    return load_model(source) if Path(source).exists() else create_model(source)
-
-
-def _miou(confusion: np.ndarray) -> float:
-    tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    present = union > 0
-    return float(100 * np.mean(tp[present] / union[present]))
+from spike2former.errors import S2FError
+from spike2former.metrics import IoUMetric, MetricInputError
+from spike2former.weights import resolve_model
 
 
 def _objects(scenes: Path, split: str) -> dict[str, list[dict[str, int]]]:
@@ -82,28 +74,32 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    predictor = Predictor(_model(args.model))
+    try:
+        predictor = Predictor(load_model(resolve_model(args.model)))
+    except S2FError as error:
+        sys.exit(f"error: {error}")
     classes = predictor.num_classes
     images = sorted((args.scenes / "images" / args.split).glob("*.jpg"))
     if not images:
         sys.exit(f"error: no scenes in {args.scenes / 'images' / args.split}")
     objects = _objects(args.scenes, args.split)
     confusion = np.zeros(classes**2, np.int64)  # true * classes + predicted
-    renamed = np.zeros(classes**2, np.int64)
+    scored, renamed = IoUMetric(classes), IoUMetric(classes)  # as predicted; names corrected
     votes: list[tuple[int, int | None]] = []
     for path in images:
         label = read_label(args.scenes / "annotations" / args.split / f"{path.stem}.png")
         [prediction] = predictor.predict([read_image(path)])
         predicted = prediction.labels.astype(np.int64)
         truth = label.astype(np.int64)
-        if truth.max() >= classes:
-            sys.exit(f"error: {path.stem}: label values above the model's {classes} classes")
-        confusion += np.bincount(truth.ravel() * classes + predicted.ravel(), None, classes**2)
         right_names = np.where((truth > 0) & (predicted > 0), truth, predicted)
-        renamed += np.bincount(truth.ravel() * classes + right_names.ravel(), None, classes**2)
+        try:
+            scored.update(torch.from_numpy(predicted), torch.from_numpy(truth))
+            renamed.update(torch.from_numpy(right_names), torch.from_numpy(truth))
+        except MetricInputError as error:
+            sys.exit(f"error: {path.stem}: {error}")
+        confusion += np.bincount(truth.ravel() * classes + predicted.ravel(), None, classes**2)
         votes += _majority_classes(predicted, truth, objects.get(path.stem, []))
     confusion = confusion.reshape(classes, classes)
-    renamed = renamed.reshape(classes, classes)
 
     found = confusion[1:, 1:].sum()  # product pixels predicted as some product
     false_products, missed = confusion[0, 1:].sum(), confusion[1:, 0].sum()
@@ -119,10 +115,10 @@ def main() -> None:
         "model": args.model,
         "scenes": len(images),
         "objects": len(counted),
-        "mIoU": round(_miou(confusion), 2),
+        "mIoU": round(scored.compute().mIoU, 2),
         "foreground_iou": round(100 * found / max(found + false_products + missed, 1), 2),
         "class_accuracy_on_found": round(100 * np.trace(confusion[1:, 1:]) / max(found, 1), 2),
-        "mIoU_right_classes": round(_miou(renamed), 2),
+        "mIoU_right_classes": round(renamed.compute().mIoU, 2),
         "object_accuracy": round(100 * sum(t == g for t, g in counted) / max(len(counted), 1), 2),
         "object_found": round(100 * sum(g != 0 for _, g in counted) / max(len(counted), 1), 2),
         "object_accuracy_per_class": per_class,
