@@ -213,7 +213,8 @@ def segment(
             130,
         )
     if leader and share.index == 0 and summary is not None:
-        records = [Record.from_dict(r) for r in summary["records"]]
+        labels = {s.label for s in all_items}
+        records = [Record.from_dict(r) for r in summary["records"] if r["path"] in labels]
         if json_lines:
             for record in records:
                 _print_json(record)

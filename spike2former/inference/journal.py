@@ -7,11 +7,17 @@ finds all N shares done writes ``summary.json`` (the records in input order: wha
 would have written). A single process then removes its files; a sharded job keeps them, so that
 a share run again later (``--skip-existing`` after a kill) merges with the others once more.
 ``--skip-existing`` reads earlier records back from ``summary.json`` and any journals.
+
+A folder can receive several jobs. The summary keeps the records of earlier jobs' inputs that
+this job neither repeated nor overwrote, when they were made the same way (model, precision,
+input size); an earlier summary made another way is kept whole as ``summary.N.json``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -117,6 +123,14 @@ def merge_summary(out_dir: Path, labels: Sequence[str], shard: Shard) -> dict[st
         by_label.update(_by_label(_read_lines(folder / f"{name}.jsonl")))
     records = [by_label[label] for label in labels if label in by_label]
     summary = build_summary(records, runs)
+    earlier = _earlier_summary(out_dir)
+    if earlier is not None:
+        if _same_making(earlier, summary):
+            kept = _untouched_records(earlier, records)
+            if kept:
+                summary = build_summary(kept + records, runs)
+        else:
+            _set_aside(out_dir)
     text = json.dumps(summary, indent=2).encode()
     write_atomically(out_dir / SUMMARY, lambda tmp: Path(tmp).write_bytes(text))
     if shard.count == 1:
@@ -160,6 +174,52 @@ def build_summary(records: list[Record], runs: Sequence[RunInfo]) -> dict[str, A
         "compile_ms": round(speed["compile"], 2),
         "records": [r.as_dict() for r in records],
     }
+
+
+MAKING_KEYS = ("model", "precision", "imgsz")
+
+
+def _earlier_summary(out_dir: Path) -> dict[str, Any] | None:
+    """The folder's ``summary.json`` from before this job, if readable."""
+    try:
+        summary = json.loads((out_dir / SUMMARY).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # unreadable: set aside rather than lost
+    return summary if isinstance(summary, dict) else {}
+
+
+def _same_making(earlier: dict[str, Any], summary: dict[str, Any]) -> bool:
+    return bool(earlier) and all(earlier.get(key) == summary[key] for key in MAKING_KEYS)
+
+
+def _untouched_records(earlier: dict[str, Any], records: Sequence[Record]) -> list[Record]:
+    """Earlier records whose input this job did not repeat and whose files it did not replace."""
+    labels = {r.path for r in records}
+    written = {name for r in records for name in r.files}
+    rows = earlier.get("records")
+    kept = _by_label(rows if isinstance(rows, list) else []).values()
+    return [r for r in kept if r.path not in labels and written.isdisjoint(r.files)]
+
+
+def _set_aside(out_dir: Path) -> None:
+    """Keep the earlier ``summary.json`` as the first free ``summary.N.json``."""
+    source = out_dir / SUMMARY
+    for number in itertools.count(1):
+        target = out_dir / f"summary.{number}.json"
+        try:
+            os.link(source, target)  # never replaces a file that appeared meanwhile
+            return
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: copy it instead
+            break
+    try:
+        data = source.read_bytes()
+        write_atomically(target, lambda tmp: Path(tmp).write_bytes(data))
+    except OSError as exc:
+        raise OutputError(f"{source}: cannot keep it as {target.name} ({exc})") from None
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:

@@ -64,7 +64,7 @@ def _resolve(spec: str, kind: str, offline: bool | None, progress: ProgressCallb
     if entry is None:
         known = sorted(n for n, e in registry.items() if e.kind == kind)
         raise WeightsSpecError(
-            f"{spec!r} is neither a file nor a known {_describe(kind)}; "
+            f"{spec!r} is neither a file nor the name of {_describe(kind)}; "
             f"known names: {', '.join(known)} (see `s2f models`)"
         )
     if is_offline(offline):

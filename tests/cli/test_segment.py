@@ -161,7 +161,8 @@ def test_run_folders_never_clobber(model: Path, inputs: Path) -> None:
     reused = segment(inputs / "b.png", "-m", model, *NATIVE, "--exist-ok", "-q")
     assert reused.exit_code == 0, reused.output
     assert sorted(os.listdir("runs/segment")) == ["predict", "predict2"]
-    assert summary(run)["inputs"] == 1
+    # b.png redone in place, a.jpg's record from the first run kept
+    assert [Path(r["path"]).name for r in summary(run)["records"]] == ["a.jpg", "b.png"]
 
     named = segment(inputs / "b.png", "-m", model, *NATIVE, "--project", "p", "--name", "exp")
     assert named.exit_code == 0, named.output
@@ -437,6 +438,25 @@ def test_images_and_a_video_together_twice(model: Path, inputs: Path, tmp_path: 
     assert_complete(out)
 
 
+def test_a_second_job_into_a_folder_keeps_the_first_s_records(
+    model: Path, inputs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    for name in ("a.jpg", "b.png"):
+        result = segment(inputs / name, "-m", model, *NATIVE, "-o", out, "-q")
+        assert result.exit_code == 0, result.output
+    assert [r["path"] for r in summary(out)["records"]] == [
+        str(inputs / n) for n in ("a.jpg", "b.png")
+    ]
+    # made another way: this job's summary alone, the earlier one kept beside it
+    result = segment(inputs / "a.jpg", "-m", model, "--imgsz", "32", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert [r["path"] for r in summary(out)["records"]] == [str(inputs / "a.jpg")]
+    kept = json.loads((out / "summary.1.json").read_text())
+    assert (kept["imgsz"], len(kept["records"])) == (0, 2)
+    assert_complete(out)
+
+
 # --- stdout, -o FILE, --json, -q -------------------------------------------------------------
 
 
@@ -618,7 +638,9 @@ def test_interrupted_run_keeps_only_complete_files(
 
 def test_unknown_model_name(inputs: Path) -> None:
     result = segment(inputs, "-m", "no-such-model")
-    assert_one_error_line(result, 2, "'no-such-model' is neither a file nor a known")
+    assert_one_error_line(
+        result, 2, "'no-such-model' is neither a file nor the name of a segmentation model"
+    )
 
 
 def test_bad_device_or_precision_is_a_usage_error(model: Path, inputs: Path) -> None:

@@ -115,6 +115,40 @@ def test_single_process_leaves_no_share_files(tmp_path: Path) -> None:
     assert not (tmp_path / ".s2f-shards").exists()
 
 
+def _single_job(folder: Path, labels: list[str], info: RunInfo = INFO) -> dict:
+    journal = ResultJournal(folder, Shard())
+    journal.start()
+    for label in labels:
+        journal.add(Record(label, files=[str(folder / (Path(label).stem + ".png"))]))
+    journal.finish(info)
+    summary = merge_summary(folder, labels, Shard())
+    assert summary is not None
+    return summary
+
+
+def test_later_job_keeps_earlier_records_it_did_not_redo(tmp_path: Path) -> None:
+    _single_job(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    # b.jpg again, and another c.jpg whose label map replaces the first one's c.png
+    summary = _single_job(tmp_path, ["d.jpg", "b.jpg", "other/c.jpg"])
+    paths = [r["path"] for r in summary["records"]]
+    assert paths == ["a.jpg", "d.jpg", "b.jpg", "other/c.jpg"]
+    assert summary["inputs"] == 4
+    assert not list(tmp_path.glob("summary.*.json"))
+
+
+def test_summary_made_another_way_is_set_aside(tmp_path: Path) -> None:
+    first = _single_job(tmp_path, ["a.jpg"])
+    other_size = RunInfo("m", "cpu", "fp32", False, 128)
+    second = _single_job(tmp_path, ["b.jpg"], other_size)
+    assert [r["path"] for r in second["records"]] == ["b.jpg"]
+    assert json.loads((tmp_path / "summary.1.json").read_text()) == first
+    (tmp_path / "summary.json").write_text("{not json")
+    third = _single_job(tmp_path, ["c.jpg"], other_size)
+    assert [r["path"] for r in third["records"]] == ["c.jpg"]
+    assert (tmp_path / "summary.2.json").read_text() == "{not json"
+    assert json.loads((tmp_path / "summary.1.json").read_text()) == first
+
+
 def test_earlier_records_survive_a_torn_line(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(
         json.dumps({"records": [{"path": "a", "status": "ok"}, {"path": "b", "status": "ok"}]})
