@@ -65,8 +65,9 @@ def _panel(
     ys = [math.log10(y) if log_y else y for _, y in points]
     if log_y:
         lo, hi = math.floor(min(ys)), math.ceil(max(ys))
+        hi = max(hi, lo + 1)  # every value one power of ten
     else:
-        lo, hi = 0, 10 * math.ceil(max(ys) / 10)
+        lo, hi = 0, max(10, 10 * math.ceil(max(ys) / 10))  # at least 0-10, also for all zeros
     draw.text((x0, y0 - 24), title, fill=_INK, font=big)
     ticks = range(int(lo), int(hi) + 1) if log_y else [hi * i / 5 for i in range(6)]
     for tick in ticks:

@@ -97,3 +97,26 @@ def test_error_breakdown_agrees_with_eval(work: Path) -> None:
     assert 0 <= report["object_accuracy"] <= report["object_found"] <= 100
     objects = (work / "scenes" / "objects.csv").read_text().splitlines()
     assert 0 < report["objects"] <= sum(line.startswith("test,") for line in objects)
+
+
+def test_study_table_reads_the_runs(work: Path, tmp_path: Path) -> None:
+    """``fashion_study.py`` puts each finished stage's numbers in its network's row, says
+    "not run" for the rest, and draws the curves of the stages that ran."""
+    assert _recipe(work, "conventional").returncode == 0
+    seg = work / "runs" / "seg-conventional"
+    (seg / "errors.json").write_text(json.dumps({"foreground_iou": 12.345, "object_accuracy": 6.7}))
+    study = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fashion_study.py"), str(work), "--plots",
+         str(tmp_path / "plots")],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = study.stdout.splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in lines[2:4]}
+    test_miou = json.loads((seg / "test.json").read_text())["mIoU"]
+    conventional = rows["conventional"]
+    assert conventional[2] == f"{test_miou:.2f}"
+    assert conventional[4:6] == ["12.35", "6.70"]
+    assert "(2)" in conventional[0] and "(2)" in conventional[1]  # best at the last iteration
+    assert rows["spiking"][:6] == ["not run"] * 6
+    for name in ("pretraining_curves.png", "segmentation_curves.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

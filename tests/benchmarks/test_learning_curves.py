@@ -58,3 +58,12 @@ def test_segmentation_and_pretraining_runs_are_not_mixed(tmp_path: Path) -> None
     result = _curves(seg, pre)
     assert result.returncode == 2
     assert "different kinds" in result.stderr
+
+
+def test_a_run_that_scored_zero_and_one_decade_of_loss_is_drawn(tmp_path: Path) -> None:
+    run = _run_folder(tmp_path / "seg", "mIoU", [0.0, 0.0])
+    lines = (run / "metrics.jsonl").read_text().replace('"loss": 1.5', '"loss": 3.0')
+    (run / "metrics.jsonl").write_text(lines)  # every loss 3.0: a single power of ten
+    result = _curves(run, "--plot", tmp_path / "zero.png")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "zero.png").is_file()
