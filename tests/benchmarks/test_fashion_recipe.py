@@ -120,3 +120,30 @@ def test_study_table_reads_the_runs(work: Path, tmp_path: Path) -> None:
     assert rows["spiking"][:6] == ["not run"] * 6
     for name in ("pretraining_curves.png", "segmentation_curves.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_error_breakdown_asks_the_backbone_too(work: Path) -> None:
+    """``--backbone``: the pretrained classifier names the same objects the segmenter's
+    object accuracy counts; a file that is no backbone is one error line."""
+    assert _recipe(work, "conventional").returncode == 0
+    runs = work / "runs"
+    segmenter = runs / "seg-conventional" / "weights" / "best.safetensors"
+    command = [sys.executable, str(BENCHMARKS / "fashion_errors.py"), str(segmenter),
+               str(work / "scenes"), "--threads", "1", "--backbone-crop", "32",
+               "--backbone"]  # fmt: skip
+    backbone = runs / "pretrain-conventional" / "weights" / "best.safetensors"
+    run = subprocess.run(
+        [*command, str(backbone)], capture_output=True, text=True, timeout=300, check=True
+    )
+    report = json.loads(run.stdout)
+    assert 0 <= report["backbone_object_accuracy"] <= 100
+    assert set(report["backbone_object_accuracy_per_class"]) <= set(report["class_names"][1:])
+    assert report["backbone_object_accuracy_per_class"].keys() == (
+        report["object_accuracy_per_class"].keys()
+    )  # the same objects, so the same classes
+    refused = subprocess.run(
+        [*command, str(segmenter)], capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: ") and len(refused.stderr.splitlines()) == 1
+    assert "not a backbone file" in refused.stderr
