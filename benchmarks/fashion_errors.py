@@ -32,6 +32,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,9 @@ class ObjectNamer:
         return [self.to_scene[index] for index in best]
 
 
-def _accuracy(pairs: list[tuple[int, int]], names: tuple[str, ...]) -> tuple[float, dict]:
+def _accuracy(
+    pairs: Sequence[tuple[int, int | None]], names: tuple[str, ...]
+) -> tuple[float, dict[str, float]]:
     """Share of ``(true, guess)`` pairs named right, overall and per class (percentages)."""
     per_class = {}
     for cls in range(1, len(names)):
@@ -176,7 +179,7 @@ def main() -> None:
     false_products, missed = confusion[0, 1:].sum(), confusion[1:, 0].sum()
     counted = [(true, guess) for true, guess in votes if guess is not None]
     names = tuple(predictor.class_names)
-    object_accuracy, per_class = _accuracy(counted, names)  # type: ignore[arg-type]
+    object_accuracy, per_class = _accuracy(counted, names)
     report = {
         "model": args.model,
         "scenes": len(images),
