@@ -23,6 +23,13 @@ with (glibc keeps freed memory for reuse); ``--allocator default`` leaves glibc'
 Prints one JSON line per case: ``case``, ``seconds_per_step`` (median over ``--iters`` timed steps
 after ``--warmup``), ``images_per_s``, ``peak_rss_mib`` (``ru_maxrss``: weights, AdamW state and
 the largest step), and the settings.
+
+``--device cuda`` runs the step on a GPU (each timed step ends with a synchronisation) and adds
+``peak_device_mib`` (``torch.cuda.max_memory_allocated``: what the tensors needed) and
+``peak_reserved_mib`` (what the caching allocator held). ``--largest-batch`` then finds the
+largest batch that fits the device: one step per batch size, each in its own process, doubling
+until a step runs out of memory and halving the gap after that; one JSON line per size tried
+(``fits`` true or false), then one with ``largest_batch``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -74,6 +82,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def lean_settings(args: argparse.Namespace) -> LeanTraining:
     if args.case == "official":
         return OFFICIAL
@@ -93,14 +106,16 @@ def run_case(args: argparse.Namespace) -> dict[str, object]:
         "keep_freed_memory" if args.allocator == "keep" and keep_freed_memory() else "default"
     )
     lean = lean_settings(args)
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    model = prepare_model(build_model(args.preset).train(), lean)
+    model = prepare_model(build_model(args.preset).train(), lean).to(device)
     recipe = recipe_for(args.preset)
     criterion = build_criterion(model, recipe.cls_cost, lean)
     optimizer = build_optimizer(model, recipe)
     scheduler = build_scheduler(optimizer, recipe)
-    images = torch.randn(args.batch, 3, args.size, args.size)
-    labels = synthetic_labels(args.batch, args.size, args.classes, model.config.head.num_classes)
+    images = torch.randn(args.batch, 3, args.size, args.size).to(device)
+    num_classes = model.config.head.num_classes
+    labels = synthetic_labels(args.batch, args.size, args.classes, num_classes).to(device)
     setup_rss = peak_rss_mib()
     neurons = official_neurons() if args.case == "official" else nullcontext()
     amp = torch.bfloat16 if args.amp else None
@@ -108,6 +123,7 @@ def run_case(args: argparse.Namespace) -> dict[str, object]:
     times = []
     with neurons:
         for step in range(args.warmup + args.iters):
+            synchronize(device)
             start = time.perf_counter()
             losses = step_losses(model, criterion, images, labels, lean, autocast_dtype=amp)
             loss = torch.stack(list(losses.values())).sum()
@@ -117,11 +133,20 @@ def run_case(args: argparse.Namespace) -> dict[str, object]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
             optimizer.step()
             scheduler.step()
+            synchronize(device)
             if step >= args.warmup:
                 times.append(time.perf_counter() - start)
     median = statistics.median(times)
+    on_device = {}
+    if device.type == "cuda":
+        on_device = {
+            "peak_device_mib": round(torch.cuda.max_memory_allocated(device) / 2**20),
+            "peak_reserved_mib": round(torch.cuda.max_memory_reserved(device) / 2**20),
+            "device_name": torch.cuda.get_device_name(device),
+        }
     return {
         "case": args.case,
+        "device": str(device),
         "preset": args.preset,
         "input": [args.batch, 3, args.size, args.size],
         "classes_per_image": args.classes,
@@ -136,6 +161,7 @@ def run_case(args: argparse.Namespace) -> dict[str, object]:
         "seconds_per_step": round(median, 2),
         "images_per_s": round(args.batch / median, 3),
         "peak_rss_mib": round(peak_rss_mib()),
+        **on_device,
         "rss_after_setup_mib": round(setup_rss),
         "loss": round(loss.item(), 4),
         "steps": args.iters,
@@ -162,6 +188,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0 keeps torch's default")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--largest-batch",
+        action="store_true",
+        help="CUDA: find the largest batch whose step fits the device (one process per size)",
+    )
     parser.add_argument("--allocator", choices=["keep", "default"], default="keep")
     parser.add_argument(
         "--no-compact-spikes", dest="compact_spikes", action="store_false", help="s2f: float spikes"
@@ -187,14 +219,57 @@ def main() -> None:
         help="s2f: 0 computes the matching costs at once, as the official code",
     )
     args = parser.parse_args()
+    if args.largest_batch:
+        if not args.device.startswith("cuda"):
+            parser.error("--largest-batch needs --device cuda (on a CPU the kernel kills the step)")
+        largest_batch(args)
+        return
     if not args.compare_official:
-        print(json.dumps(run_case(args)), flush=True)
+        try:
+            print(json.dumps(run_case(args)), flush=True)
+        except torch.cuda.OutOfMemoryError:
+            sys.exit(OUT_OF_MEMORY)
         return
     forwarded = [arg for arg in sys.argv[1:] if arg != "--compare-official"]
     for case in ("s2f", "official"):
         command = [sys.executable, __file__, *forwarded, "--case", case]
         if subprocess.run(command).returncode != 0:
             sys.exit(f"error: the {case} case failed")
+
+
+OUT_OF_MEMORY = 3  # exit status of a case whose step ran out of device memory
+
+
+def search_largest(start: int, fits: Callable[[int], bool]) -> int:
+    """The largest batch that ``fits``: doubling from ``start`` until one does not, then
+    halving the gap (0 when not even ``start`` fits)."""
+    good, bad = 0, start
+    while fits(bad):
+        good, bad = bad, 2 * bad
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if fits(middle) else (good, middle)
+    return good
+
+
+def largest_batch(args: argparse.Namespace) -> None:
+    """``search_largest`` with one step per batch size, each in its own process."""
+    skip = {"--largest-batch", "--compare-official"}
+    forwarded = [arg for arg in sys.argv[1:] if arg not in skip]
+
+    def fits(batch: int) -> bool:
+        command = [sys.executable, __file__, *forwarded, "--batch", str(batch)]
+        command += ["--warmup", "0", "--iters", "1"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode not in (0, OUT_OF_MEMORY):
+            sys.exit(f"error: batch {batch} failed: {done.stderr.strip().splitlines()[-1:]}")
+        fitted = done.returncode == 0
+        record = json.loads(done.stdout) if fitted else {"case": args.case, "batch": batch}
+        print(json.dumps({**record, "fits": fitted}), flush=True)
+        return fitted
+
+    largest = search_largest(args.batch, fits)
+    print(json.dumps({"case": args.case, "preset": args.preset, "largest_batch": largest}))
 
 
 if __name__ == "__main__":
