@@ -115,12 +115,13 @@ class ChunkedMaskLossSums(torch.autograd.Function):
             upsampled = upsample_to(logits[part], labels)
             targets = mask_targets(labels, images[part], classes[part], logits.dtype)
             probs = upsampled.sigmoid()
-            positive = targets.bool()
-            # Focal: ±w_t p_t^γ (γ q BCE + p_t).
-            pt = torch.where(positive, 1 - probs, probs)
+            # Focal: ±w_t p_t^γ (γ q BCE + p_t). Selections by t as products (t is 0 or 1, so
+            # they are exact), which run several times faster than torch.where on CPUs.
+            negative = 1 - targets
+            pt = (1 - probs) * targets + probs * negative
             bce = F.binary_cross_entropy_with_logits(upsampled, targets, reduction="none")
             focal = (gamma * (1 - pt) * bce + pt) * pt.pow(gamma)
-            focal = focal * torch.where(positive, -alpha, 1 - alpha)
+            focal = focal * (targets * -alpha + negative * (1 - alpha))
             # Dice: (a − 2 t b) / b² · σ(1 − σ), per mask.
             flat_probs, flat_targets = probs.flatten(1), targets.flatten(1)
             a = (2 * (flat_probs * flat_targets).sum(1) + eps).view(-1, 1, 1)

@@ -55,9 +55,12 @@ class BNAndPad(nn.Module):
         border_value = bn.bias.detach() - bn.running_mean * bn.weight.detach() / torch.sqrt(
             bn.running_var + bn.eps
         )
-        border = torch.ones(out.shape[-2:], dtype=torch.bool, device=out.device)
-        border[1:-1, 1:-1] = False
-        return torch.where(border, border_value.view(1, -1, 1, 1).to(out.dtype), out)
+        # Written into the four edges in place: a torch.where over the whole map costs a full
+        # (slow, boolean-masked) pass for a one-pixel frame.
+        value = border_value.view(1, -1, 1).to(out.dtype)
+        out[:, :, 0], out[:, :, -1] = value, value
+        out[:, :, :, 0], out[:, :, :, -1] = value, value
+        return out
 
 
 class RepConv(nn.Module):

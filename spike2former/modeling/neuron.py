@@ -14,13 +14,14 @@ from torch import Tensor, nn
 from .saved_spikes import register_spikes
 
 # A saved spike code: the count k in bits 0-3 (D <= 15) and "input inside [0, D]" in bit 4.
-INSIDE_BIT = 16
+INSIDE_SHIFT = 4
+INSIDE_BIT = 1 << INSIDE_SHIFT
 MAX_LEVELS = INSIDE_BIT - 1
 
 
 class _NormalizedIntegerSpike(torch.autograd.Function):
     """``round(clamp(x, 0, D)) / D * scale`` forward (round half to even), ``scale / D`` inside
-    [0, D] backward.
+    [0, D] backward (``grad * scale * inside / D``, as the official neuron computes it).
 
     Returns the output and its codes ``k + 16 * (0 <= x <= D)``, one byte per element, which is
     all that backward keeps (not the float input): the count and whether the input was inside
@@ -52,7 +53,10 @@ class _NormalizedIntegerSpike(torch.autograd.Function):
         (codes,) = ctx.saved_tensors
         if ctx.scale != 1.0:
             grad = grad * ctx.scale
-        return (grad / ctx.levels).masked_fill_(codes < INSIDE_BIT, 0), None, None
+        # Times the in-range bit (0 or 1) as a number: masking with a boolean tensor instead
+        # (masked_fill, where) takes several times as long on CPUs for the same values.
+        inside = codes >> INSIDE_SHIFT
+        return grad.mul(inside).div_(ctx.levels), None, None
 
 
 def spike(x: Tensor, levels: int, overwrite: bool = False, scale: float = 1.0) -> Tensor:
