@@ -61,13 +61,17 @@ def _objects(scenes: Path, split: str) -> dict[str, list[dict[str, int]]]:
 CROP_FRAMING = 1 / 0.9
 
 
-def _object_crop(image: np.ndarray, obj: dict[str, int]) -> np.ndarray:
-    """The square around ``obj``'s box (edges mirrored where it leaves the scene)."""
-    side = max(round(max(obj["width"], obj["height"]) * CROP_FRAMING), 1)
-    top = obj["y"] + obj["height"] // 2 - side // 2
-    left = obj["x"] + obj["width"] // 2 - side // 2
-    padded = np.pad(image, ((side, side), (side, side), (0, 0)), mode="reflect")
-    return padded[top + side : top + 2 * side, left + side : left + 2 * side]
+def _object_crops(image: np.ndarray, objects: list[dict[str, int]]) -> list[np.ndarray]:
+    """The square around each object's box (edges mirrored where it leaves the scene)."""
+    sides = [max(round(max(o["width"], o["height"]) * CROP_FRAMING), 1) for o in objects]
+    margin = max(sides)
+    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+    crops = []
+    for obj, side in zip(objects, sides, strict=True):
+        top = obj["y"] + obj["height"] // 2 - side // 2 + margin
+        left = obj["x"] + obj["width"] // 2 - side // 2 + margin
+        crops.append(padded[top : top + side, left : left + side])
+    return crops
 
 
 class ObjectNamer:
@@ -88,7 +92,7 @@ class ObjectNamer:
         if not objects:
             return []
         rng = np.random.default_rng(0)
-        crops = [self.transform(_object_crop(image, obj), rng) for obj in objects]
+        crops = [self.transform(crop, rng) for crop in _object_crops(image, objects)]
         best = self.model(torch.stack(crops)).argmax(1).tolist()
         return [self.to_scene[index] for index in best]
 

@@ -72,14 +72,14 @@ def study_rows(work: Path) -> list[list[str]]:
     rows = []
     for kind in KINDS:
         seg = work / "runs" / f"seg-{kind}"
-        errors = _json(seg / "errors.json")
+        errors, test = _json(seg / "errors.json"), _json(seg / "test.json")
         rows.append(
             [
                 kind,
                 _best(work / "runs" / f"pretrain-{kind}"),
                 _best(seg),
-                _score(_json(seg / "test.json"), "mIoU"),
-                _score(_json(seg / "test.json"), "aAcc"),
+                _score(test, "mIoU"),
+                _score(test, "aAcc"),
                 _score(errors, "foreground_iou"),
                 _score(errors, "object_accuracy"),
                 _energy(kind, firing),

@@ -122,15 +122,13 @@ def merge_summary(out_dir: Path, labels: Sequence[str], shard: Shard) -> dict[st
     for name in names:
         by_label.update(_by_label(_read_lines(folder / f"{name}.jsonl")))
     records = [by_label[label] for label in labels if label in by_label]
-    summary = build_summary(records, runs)
-    earlier = _earlier_summary(out_dir)
+    earlier, kept = _earlier_summary(out_dir), []
     if earlier is not None:
-        if _same_making(earlier, summary):
+        if _same_making(earlier, runs[0]):
             kept = _untouched_records(earlier, records)
-            if kept:
-                summary = build_summary(kept + records, runs)
         else:
             _set_aside(out_dir)
+    summary = build_summary(kept + records, runs)
     text = json.dumps(summary, indent=2).encode()
     write_atomically(out_dir / SUMMARY, lambda tmp: Path(tmp).write_bytes(text))
     if shard.count == 1:
@@ -176,6 +174,8 @@ def build_summary(records: list[Record], runs: Sequence[RunInfo]) -> dict[str, A
     }
 
 
+# What must match for an earlier job's records to share this job's summary (RunInfo fields,
+# written under the same names at the top of the summary).
 MAKING_KEYS = ("model", "precision", "imgsz")
 
 
@@ -190,8 +190,8 @@ def _earlier_summary(out_dir: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else {}
 
 
-def _same_making(earlier: dict[str, Any], summary: dict[str, Any]) -> bool:
-    return bool(earlier) and all(earlier.get(key) == summary[key] for key in MAKING_KEYS)
+def _same_making(earlier: dict[str, Any], run: RunInfo) -> bool:
+    return bool(earlier) and all(earlier.get(key) == getattr(run, key) for key in MAKING_KEYS)
 
 
 def _untouched_records(earlier: dict[str, Any], records: Sequence[Record]) -> list[Record]:
