@@ -95,6 +95,7 @@ def lean_settings(args: argparse.Namespace) -> LeanTraining:
         reassociate=args.reassociate,
         loss_chunk_pixels=args.loss_chunk_pixels or None,
         cost_chunk_pixels=args.cost_chunk_pixels or None,
+        blocked_depthwise_grad=args.blocked_depthwise_grad,
         recompute_backbone=args.recompute_backbone,
     )
 
@@ -155,6 +156,7 @@ def run_case(args: argparse.Namespace) -> dict[str, object]:
             "reassociate": lean.reassociate,
             "loss_chunk_pixels": lean.loss_chunk_pixels,
             "cost_chunk_pixels": lean.cost_chunk_pixels,
+            "blocked_depthwise_grad": lean.blocked_depthwise_grad,
             "recompute_backbone": lean.recompute_backbone,
         },
         "amp": args.amp,
@@ -200,6 +202,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-reassociate", dest="reassociate", action="store_false", help="s2f: official order"
+    )
+    parser.add_argument(
+        "--no-blocked-depthwise-grad",
+        dest="blocked_depthwise_grad",
+        action="store_false",
+        help="s2f: oneDNN's weight gradient for the depthwise 5x5 and 7x7 convolutions",
     )
     parser.add_argument(
         "--recompute-backbone",

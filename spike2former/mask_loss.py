@@ -3,7 +3,8 @@
 ``sigmoid_focal_loss`` and ``naive_dice_loss`` are the official formulas, differentiated by
 autograd. ``ChunkedMaskLossSums`` computes the same sums in chunks of masks and differentiates
 them in closed form: its forward keeps only the low-resolution logits, its backward upsamples one
-chunk at a time again. For binary targets t, logits x, σ = sigmoid(x), p_t = σ if t = 0 else
+chunk at a time again (and takes the upsampling's gradient the fast way at 2x,
+``bilinear_grad``). For binary targets t, logits x, σ = sigmoid(x), p_t = σ if t = 0 else
 1 − σ, q = 1 − p_t, BCE(x, t) and the focal weight w_t = α t + (1 − α)(1 − t):
 
     d focal / dx = ±w_t p_tᵞ (γ q BCE + p_t)      (+ for t = 0, − for t = 1)
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .bilinear_grad import bilinear_upsample_grad
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
@@ -128,14 +131,8 @@ class ChunkedMaskLossSums(torch.autograd.Function):
             b = (flat_probs.sum(1) + flat_targets.sum(1) + eps).view(-1, 1, 1)
             dice = (a - 2 * targets * b) / (b * b) * probs * (1 - probs)
             grad_upsampled = grad_focal * focal + grad_dice * dice
-            grads.append(
-                torch.ops.aten.upsample_bilinear2d_backward(
-                    grad_upsampled.unsqueeze(1),
-                    output_size=list(labels.shape[-2:]),
-                    input_size=[grad_upsampled.shape[0], 1, *logits.shape[-2:]],
-                    align_corners=False,
-                ).squeeze(1)
-            )
+            low_size = [grad_upsampled.shape[0], 1, *logits.shape[-2:]]
+            grads.append(bilinear_upsample_grad(grad_upsampled.unsqueeze(1), low_size).squeeze(1))
         return torch.cat(grads), None, None, None, None, None
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import TokenMLP, merge_heads, split_heads
+from .depthwise import DepthwiseConv2d
 from .neuron import SpikingNeuron
 
 
@@ -25,9 +26,7 @@ class SepConvV2(nn.Module):
         self.pwconv1 = nn.Conv2d(dim, hidden, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(hidden)
         self.spike2 = SpikingNeuron(levels)
-        self.dwconv = nn.Conv2d(
-            hidden, hidden, kernel_size, padding=(kernel_size - 1) // 2, groups=hidden, bias=False
-        )
+        self.dwconv = DepthwiseConv2d(hidden, kernel_size)
         self.pwconv2 = nn.Conv2d(hidden, dim, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(dim)
 

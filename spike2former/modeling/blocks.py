@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .depthwise import DepthwiseConv2d
 from .neuron import SpikingNeuron
 
 
@@ -22,6 +23,9 @@ def conv_bn(
     bias: bool = False,
 ) -> nn.Sequential:
     """Conv2d followed by BatchNorm2d (official keys ``.0`` and ``.1``), 'same' padding."""
+    if groups == in_channels == out_channels and stride == 1:
+        conv: nn.Conv2d = DepthwiseConv2d(in_channels, kernel_size, bias=bias)
+        return nn.Sequential(conv, nn.BatchNorm2d(out_channels))
     return nn.Sequential(
         nn.Conv2d(
             in_channels,

@@ -37,10 +37,10 @@ class _NormalizedIntegerSpike(torch.autograd.Function):
         clamped = torch.clamp(x, 0, levels)
         inside = clamped == x  # False for NaN, as the comparisons of the reference are
         counts = clamped.round_()
-        out = counts / levels
+        codes = counts.to(torch.uint8).add_(inside, alpha=INSIDE_BIT)
+        out = counts.div_(levels)  # in place: one map-sized buffer fewer per neuron
         if scale != 1.0:
             out = out.mul_(scale)
-        codes = counts.to(torch.uint8).add_(inside, alpha=INSIDE_BIT)
         ctx.save_for_backward(codes)
         ctx.mark_non_differentiable(codes)
         ctx.levels, ctx.scale = levels, scale

@@ -45,7 +45,7 @@ class _PackedSpikes:
 
     def widen(self) -> Tensor:
         spikes = self.spikes
-        values = (spikes.codes & COUNT_MASK).to(self.dtype) / spikes.levels
+        values = (spikes.codes & COUNT_MASK).to(self.dtype).div_(spikes.levels)
         if spikes.scale != 1.0:
             values = values.mul_(spikes.scale)
         return values.as_strided(self.size, self.stride, self.offset)

@@ -15,6 +15,9 @@ mathematics, only what is kept for the backward pass and the order of some produ
 - ``cost_chunk_pixels``: the matching's focal and dice costs over a few thousand pixels at a
   time with fewer, in-place passes (``matching.HungarianMatcher``): the same sums, computed in
   cache (in float32 they round differently, so costs tied to rounding may match otherwise);
+- ``blocked_depthwise_grad``: the weight gradient of the depthwise 5x5 and 7x7 convolutions
+  summed in cache-sized bands of rows (``modeling.depthwise``) instead of by oneDNN, which takes
+  several times longer for it on CPUs;
 - ``recompute_backbone``: each backbone block keeps only its input and runs again in backward
   (activation checkpointing, ``modeling.recompute``): less memory, more time; off by default.
 
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 from ..losses import MaskFormerLoss
 from ..mask_loss import DEFAULT_CHUNK_PIXELS
 from ..matching import DEFAULT_COST_CHUNK_PIXELS, HungarianMatcher
+from ..modeling.depthwise import DepthwiseConv2d
 from ..modeling.saved_spikes import compact_saved_spikes
 from ..modeling.spike2former import Spike2Former
 
@@ -46,11 +50,16 @@ class LeanTraining:
     reassociate: bool = True
     loss_chunk_pixels: int | None = DEFAULT_CHUNK_PIXELS
     cost_chunk_pixels: int | None = DEFAULT_COST_CHUNK_PIXELS
+    blocked_depthwise_grad: bool = True
     recompute_backbone: bool = False
 
 
 OFFICIAL = LeanTraining(
-    compact_spikes=False, reassociate=False, loss_chunk_pixels=None, cost_chunk_pixels=None
+    compact_spikes=False,
+    reassociate=False,
+    loss_chunk_pixels=None,
+    cost_chunk_pixels=None,
+    blocked_depthwise_grad=False,
 )
 
 
@@ -59,6 +68,8 @@ def prepare_model(model: Spike2Former, lean: LeanTraining) -> Spike2Former:
     for module in model.modules():
         if hasattr(module, "keys_first"):
             module.keys_first = lean.reassociate
+        if isinstance(module, DepthwiseConv2d):
+            module.blocked_weight_grad = lean.blocked_depthwise_grad
     model.project_masks_late = lean.reassociate
     model.backbone.recompute_blocks = lean.recompute_backbone
     return model

@@ -41,6 +41,7 @@ LEAN_VARIANTS = {
     "reassociate-only": dataclasses.replace(OFFICIAL, reassociate=True),
     "chunked-loss-only": dataclasses.replace(OFFICIAL, loss_chunk_pixels=3 * 64 * 64),
     "chunked-costs-only": dataclasses.replace(OFFICIAL, cost_chunk_pixels=100),
+    "blocked-depthwise-only": dataclasses.replace(OFFICIAL, blocked_depthwise_grad=True),
     "recompute-only": dataclasses.replace(OFFICIAL, recompute_backbone=True),
     "all-and-recompute": LeanTraining(recompute_backbone=True),
 }
