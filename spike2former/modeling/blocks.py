@@ -24,8 +24,8 @@ def conv_bn(
 ) -> nn.Sequential:
     """Conv2d followed by BatchNorm2d (official keys ``.0`` and ``.1``), 'same' padding."""
     if groups == in_channels == out_channels and stride == 1:
-        conv: nn.Conv2d = DepthwiseConv2d(in_channels, kernel_size, bias=bias)
-        return nn.Sequential(conv, nn.BatchNorm2d(out_channels))
+        depthwise = DepthwiseConv2d(in_channels, kernel_size, bias=bias)
+        return nn.Sequential(depthwise, nn.BatchNorm2d(out_channels))
     return nn.Sequential(
         nn.Conv2d(
             in_channels,
