@@ -106,8 +106,8 @@ def test_it_finds_and_names_the_objects_of_the_example_scenes() -> None:
     chance is about 0.1; the model trained without a pretrained backbone scored below 0.2)."""
     assert len(SCENES) >= 3
     found, named, union = _pooled_example_pixels()
-    assert found / union > 0.6
-    assert named / found > 0.4
+    assert found / union > 0.8
+    assert named / found > 0.5
 
 
 def test_segment_uses_it_by_default(tmp_path: Path) -> None:
