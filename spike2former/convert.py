@@ -102,13 +102,27 @@ def _load_pickled(path: Path) -> object:
             name = _first_unsafe_global(path)
         if name:
             raise _refusal(path, name) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise _not_a_checkpoint(path, exc, is_zip) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({_first_line(exc)})"
         ) from None
     except Exception as exc:  # noqa: BLE001 - the weights-only unpickler fails on junk in many ways
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise _not_a_checkpoint(path, exc, is_zip) from None
+
+
+def _not_a_checkpoint(path: Path, exc: BaseException, is_zip: bool) -> CheckpointError:
+    """The refusal of a file torch cannot unpickle. A file that is neither a zip archive nor
+    starts like a pickle (an image, text, random bytes) is said to be so: the unpickler's own
+    words ("Unsupported operand 80") would only puzzle."""
+    with open(path, "rb") as file:
+        starts_like_pickle = file.read(1) == pickle.PROTO
+    if not is_zip and not starts_like_pickle:
+        return CheckpointError(
+            f"{path}: not a PyTorch checkpoint (neither the zip archive nor the pickle that "
+            "torch.save writes)"
+        )
+    return CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})")
 
 
 def _first_unsafe_global(path: Path) -> str | None:

@@ -228,6 +228,13 @@ def _text(directory: Path) -> Path:
     return path
 
 
+def _image(directory: Path) -> Path:
+    path = directory / "photo.pth"
+    cv2.imwrite(str(path.with_suffix(".png")), np.zeros((8, 8, 3), np.uint8))
+    path.with_suffix(".png").rename(path)
+    return path
+
+
 def _truncated_pth(directory: Path) -> Path:
     path = write_official_checkpoint(directory / "truncated.pth")
     assert zipfile.is_zipfile(path)
@@ -327,7 +334,8 @@ def _too_big_for_memory(state: dict[str, Tensor]) -> None:
 # the file is always required as well)
 BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "missing-file": (_missing, ("no such file",)),
-    "text-file": (_text, ("not a PyTorch checkpoint",)),
+    "text-file": (_text, ("not a PyTorch checkpoint", "neither the zip archive nor the pickle")),
+    "image-file": (_image, ("not a PyTorch checkpoint", "neither the zip archive nor the pickle")),
     "truncated-pth": (_truncated_pth, ("truncated or corrupt",)),
     "truncated-safetensors": (_truncated_safetensors, ("not a readable safetensors file",)),
     "other-model": (_other_model, ("not a Spike2Former checkpoint",)),
