@@ -86,8 +86,10 @@ def firing_rates(
     stages: Annotated[Literal["all", "last"], option("--stages")] = "all",
     quiet: options.QuietOption = False,
 ) -> None:
-    """Per-layer firing rates (and energy) of a model, each image a separate forward; under
-    torchrun, spread over the processes."""
+    """Per-layer firing rates (and energy) of a model, each image a separate forward.
+
+    Under torchrun the images are spread over the processes.
+    """
     silence_opencv()
     if json_report and csv_report:
         raise fail("--json and --csv both choose the report's format; give one", EXIT_USAGE)

@@ -121,8 +121,10 @@ def pretrain_command(
     resume_run: ResumeOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Pretrain a spiking backbone on image classification (the SDT recipe); the run's
-    weights/best.safetensors goes to `s2f train --init-backbone`."""
+    """Pretrain a backbone on image classification with the SDT recipe.
+
+    The run's weights/best.safetensors is what `s2f train --init-backbone` takes.
+    """
     flags = setting_flags(ctx)
     if resume_run:
         parsers = {"crop_size": _side, "val_split": parse_val_split}
