@@ -6,7 +6,9 @@ Runs MODEL (a model file or a registered name) on a split of a scene set built b
 ``fashion_scenes.py`` and prints one JSON object that separates the two kinds of error mIoU
 mixes together:
 
-- ``mIoU``: the usual score, from the pixel confusion matrix (what ``s2f eval`` prints);
+- ``mIoU``: the usual score, from the pixel confusion matrix (what ``s2f eval`` prints: the
+  network runs unfused, as there, since the fused one of ``s2f segment`` rounds differently and
+  moves a few pixels near class boundaries);
 - ``foreground_iou``: class-agnostic IoU of "some product" against background (shapes);
 - ``class_accuracy_on_found``: of the product pixels predicted as some product, the share
   given the right class (naming);
@@ -140,7 +142,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     try:
-        predictor = Predictor(load_model(resolve_model(args.model)))
+        predictor = Predictor(load_model(resolve_model(args.model)), optimize=False)
         namer = (
             ObjectNamer(args.backbone, predictor.class_names, args.backbone_crop)
             if args.backbone
